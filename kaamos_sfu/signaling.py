@@ -1,0 +1,7 @@
+"""WebSocket signaling (DRAFT — the media core fills this in)."""
+
+from aiohttp import web
+
+
+def add_routes(app: web.Application) -> None:
+    pass
