@@ -1,0 +1,72 @@
+"""Structured JSON log lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+
+import pytest
+
+from kaamos_sfu.logs import JsonFormatter, setup_logging
+
+
+def record(msg: str, **extra: object) -> logging.LogRecord:
+    rec = logging.LogRecord("kaamos_sfu.test", logging.INFO, __file__, 1, msg, (), None)
+    rec.__dict__.update(extra)
+    return rec
+
+
+def test_line_has_standard_fields_and_extras() -> None:
+    """A line is one JSON object with ts, level, logger, event and the extra fields."""
+    line = JsonFormatter().format(record("room created", room_id="AbCdEf1234", sub="bot"))
+    assert "\n" not in line
+    data = json.loads(line)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", data.pop("ts"))
+    assert data == {
+        "level": "info",
+        "logger": "kaamos_sfu.test",
+        "event": "room created",
+        "room_id": "AbCdEf1234",
+        "sub": "bot",
+    }
+
+
+class Opaque:
+    def __str__(self) -> str:
+        return "opaque"
+
+
+def test_unencodable_extra_and_exception() -> None:
+    """Values JSON cannot encode are written with str(), and exceptions add exc."""
+    try:
+        raise ValueError("bad\nthing")
+    except ValueError:
+        rec = record("failed", thing=Opaque())
+        rec.exc_info = sys.exc_info()
+    line = JsonFormatter().format(rec)
+    assert "\n" not in line
+    data = json.loads(line)
+    assert data["thing"] == "opaque"
+    assert "ValueError: bad" in data["exc"]
+
+
+def test_setup_logging_writes_json_to_stderr_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """setup_logging sends loggers to stderr as JSON; calling it twice does not double lines."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        setup_logging("warning")
+        setup_logging("info")
+        logging.getLogger("kaamos_sfu.x").info("hello", extra={"n": 1})
+        logging.getLogger("kaamos_sfu.x").debug("hidden")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        logging.captureWarnings(False)
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0])["n"] == 1
