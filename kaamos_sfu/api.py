@@ -1,0 +1,203 @@
+"""The JSON HTTP API: create, inspect and end rooms, and a health check.
+
+Every error under /api/ and /health, aiohttp's own 404 and 405 and unexpected exceptions
+included, is `{"error": {"code": ..., "message": ...}}`, so clients parse one shape.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from . import __version__
+from .appkeys import API_SECRET, CONFIG, REGISTRY, ROOMS
+from .auth import Unauthorized, verify_bearer
+from .registry import CreatorId, RoomRecord, is_valid_room_id
+
+log = logging.getLogger(__name__)
+
+MAX_CREATOR_ID_LENGTH = 64
+# Creator ids are stored and sent back as JSON numbers; keep them within a signed 64-bit
+# integer so that every store and client can hold them.
+MAX_CREATOR_ID_INT = 2**63 - 1
+
+# Codes for errors raised by aiohttp itself rather than by our handlers.
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+}
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def rfc3339(ts: float) -> str:
+    """Unix seconds as an RFC 3339 UTC timestamp at second precision: 2026-11-22T06:40:00Z."""
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def add_routes(app: web.Application) -> None:
+    app.middlewares.append(_json_errors)
+    app.router.add_post("/api/rooms/create", create_room)
+    app.router.add_get("/api/rooms/{room_id}", get_room)
+    app.router.add_delete("/api/rooms/{room_id}", delete_room)
+    app.router.add_get("/health", health)
+
+
+def _error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    body = {"error": {"code": code, "message": message}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _is_api_path(path: str) -> bool:
+    return path.startswith("/api/") or path in ("/api", "/health")
+
+
+@web.middleware
+async def _json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    if not _is_api_path(request.path):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return _error_response(exc.status, exc.code, exc.message, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:  # redirects and the like are not errors
+            raise
+        code = _HTTP_CODES.get(exc.status, "INTERNAL" if exc.status >= 500 else "BAD_REQUEST")
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return _error_response(exc.status, code, exc.reason, headers)
+    except Exception:
+        log.exception("unhandled error", extra={"method": request.method, "path": request.path})
+        return _error_response(500, "INTERNAL", "internal server error")
+
+
+def _authenticate(request: web.Request) -> str:
+    try:
+        return verify_bearer(request.app[API_SECRET], request.headers.get("Authorization"))
+    except Unauthorized as exc:
+        # RFC 6750 §3: say which scheme is expected, and whether the token was the problem.
+        has_token = "Authorization" in request.headers
+        challenge = 'Bearer error="invalid_token"' if has_token else "Bearer"
+        raise ApiError(401, "UNAUTHORIZED", str(exc), {"WWW-Authenticate": challenge}) from None
+
+
+def _room_id(request: web.Request) -> str:
+    room_id = request.match_info["room_id"]
+    if not is_valid_room_id(room_id):
+        raise ApiError(400, "INVALID_ROOM_ID", "a room id is 10 letters and digits")
+    return room_id
+
+
+async def _existing_room(request: web.Request, room_id: str) -> RoomRecord:
+    record = await request.app[REGISTRY].get(room_id)
+    if record is None:
+        raise ApiError(404, "ROOM_NOT_FOUND", f"no room {room_id}")
+    return record
+
+
+async def _read_create_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():  # no body at all is a valid request
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "BAD_REQUEST", "the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "BAD_REQUEST", "the body must be a JSON object")
+    unknown = sorted(set(body) - {"creator_user_id"})
+    if unknown:
+        raise ApiError(400, "BAD_REQUEST", f"unknown field {unknown[0]!r}")
+    return body
+
+
+def _creator_user_id(body: Mapping[str, Any]) -> CreatorId:
+    value = body.get("creator_user_id")
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > MAX_CREATOR_ID_INT:
+            raise ApiError(400, "BAD_REQUEST", "creator_user_id is out of range")
+        return value
+    if isinstance(value, str) and 1 <= len(value) <= MAX_CREATOR_ID_LENGTH:
+        return value
+    raise ApiError(
+        400,
+        "BAD_REQUEST",
+        f"creator_user_id must be an integer or a string of 1 to {MAX_CREATOR_ID_LENGTH} "
+        "characters",
+    )
+
+
+async def create_room(request: web.Request) -> web.Response:
+    sub = _authenticate(request)
+    creator = _creator_user_id(await _read_create_body(request))
+    record = await request.app[REGISTRY].create(creator)
+    log.info("room created", extra={"room_id": record.room_id, "sub": sub})
+    body = {
+        "room_id": record.room_id,
+        "url": f"{request.app[CONFIG].public_url}/room/{record.room_id}",
+        "created_at": rfc3339(record.created_at),
+        "expires_at": rfc3339(record.expires_at),
+    }
+    return web.json_response(body, status=201, headers={"Location": f"/api/rooms/{record.room_id}"})
+
+
+async def get_room(request: web.Request) -> web.Response:
+    room_id = _room_id(request)
+    record = await _existing_room(request, room_id)
+    if record.expired():
+        raise ApiError(410, "ROOM_EXPIRED", f"room {room_id} has expired")
+    participants = request.app[ROOMS].participants(room_id)
+    return web.json_response(
+        {
+            "room_id": room_id,
+            "active": participants > 0,
+            "participants": participants,
+            "created_at": rfc3339(record.created_at),
+            "expires_at": rfc3339(record.expires_at),
+        }
+    )
+
+
+async def delete_room(request: web.Request) -> web.Response:
+    sub = _authenticate(request)
+    room_id = _room_id(request)
+    await _existing_room(request, room_id)  # an expired room may still be deleted
+    await request.app[ROOMS].end_room(room_id)
+    await request.app[REGISTRY].delete(room_id)
+    log.info("room deleted", extra={"room_id": room_id, "sub": sub})
+    return web.Response(status=204)
+
+
+async def health(request: web.Request) -> web.Response:
+    rooms = request.app[ROOMS]
+    return web.json_response(
+        {
+            "status": "ok",
+            "rooms": rooms.room_count,
+            "peers": rooms.peer_count,
+            "version": __version__,
+        }
+    )
