@@ -1,0 +1,166 @@
+"""The `kaamos-sfu` command: run the server, issue an API token, or check a config file.
+
+    kaamos-sfu [serve] [--config PATH] [--host H] [--port P]
+    kaamos-sfu token --sub NAME [--expires-in SECONDS] [--config PATH]
+    kaamos-sfu check-config [--config PATH]
+
+Without --config, ./config.toml is read when it exists; KAAMOS_* variables apply on top.
+Configuration errors print `kaamos-sfu: <message>` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from . import __version__
+from .auth import issue_token, load_or_create_secret
+from .config import Config, ConfigError, load_config, validate
+from .logs import AccessLogger, setup_logging
+
+log = logging.getLogger(__name__)
+
+PROG = "kaamos-sfu"
+DEFAULT_CONFIG = Path("config.toml")
+COMMANDS = ("serve", "token", "check-config")
+EXIT_CONFIG = 2
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(_with_default_command(sys.argv[1:] if argv is None else argv))
+    try:
+        code = args.run(args)
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        code = EXIT_CONFIG
+    if code:
+        raise SystemExit(code)
+
+
+def _with_default_command(argv: Sequence[str]) -> list[str]:
+    # `kaamos-sfu --port 9000` means `kaamos-sfu serve --port 9000`.
+    if argv and argv[0] in (*COMMANDS, "-h", "--help", "--version"):
+        return list(argv)
+    return ["serve", *argv]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Kaamos SFU video-call server.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True)
+
+    serve = commands.add_parser("serve", help="run the server (the default command)")
+    _add_config_option(serve)
+    serve.add_argument("--host", help="address to listen on (overrides server.host)")
+    serve.add_argument("--port", type=int, help="port to listen on (overrides server.port)")
+    serve.set_defaults(run=_serve)
+
+    token = commands.add_parser("token", help="print a bearer token for the room API")
+    _add_config_option(token)
+    token.add_argument("--sub", required=True, help="who the token is for, e.g. the bot name")
+    token.add_argument(
+        "--expires-in", type=_positive_float, metavar="SECONDS", help="default: never expires"
+    )
+    token.set_defaults(run=_token)
+
+    check = commands.add_parser("check-config", help="load the configuration and report errors")
+    _add_config_option(check)
+    check.set_defaults(run=_check_config)
+    return parser
+
+
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", metavar="PATH", help=f"TOML config file (default: ./{DEFAULT_CONFIG} if any)"
+    )
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:  # also rejects nan
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def _load(path: str | None) -> Config:
+    if path is None and DEFAULT_CONFIG.is_file():
+        path = str(DEFAULT_CONFIG)
+    return load_config(path)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if args.host is not None:
+        config.server.host = args.host
+    if args.port is not None:
+        config.server.port = args.port
+    validate(config)  # the command-line values too
+
+    from .app import create_app  # imported here so that `token` does not load the media stack
+
+    setup_logging(config.log.level)
+    _install_uvloop()
+    app = create_app(config)
+    try:
+        web.run_app(
+            app,
+            host=config.server.host,
+            port=config.server.port,
+            access_log_class=AccessLogger,
+            # run_app calls `print` once its sockets listen: log that instead of a banner.
+            print=_announce(config),
+        )
+    except OSError as exc:  # the port is taken, or the address is not ours
+        where = f"{config.server.host}:{config.server.port}"
+        print(f"{PROG}: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _announce(config: Config) -> Callable[[str], None]:
+    def announce(_banner: str) -> None:
+        log.info(
+            "listening",
+            extra={
+                "host": config.server.host,
+                "port": config.server.port,
+                "public_url": config.public_url,
+                "version": __version__,
+            },
+        )
+
+    return announce
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # optional: the asyncio loop works, only slower
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _token(args: argparse.Namespace) -> int:
+    sub = args.sub.strip()
+    if not sub:
+        print(f"{PROG}: --sub must not be empty", file=sys.stderr)
+        return EXIT_CONFIG
+    config = _load(args.config)
+    setup_logging(config.log.level)  # to stderr: stdout carries only the token
+    print(issue_token(load_or_create_secret(config), sub, args.expires_in))
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    _load(args.config)
+    print("ok")
+    return 0

@@ -1,0 +1,136 @@
+"""The kaamos-sfu command, run as a real subprocess (`python -m kaamos_sfu`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from kaamos_sfu.auth import verify_bearer
+
+REPO = Path(__file__).resolve().parent.parent
+TIMEOUT = 20 * float(os.environ.get("KAAMOS_TEST_TIMEOUT_FACTOR", "1"))
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without KAAMOS_* variables, with the repo importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAAMOS_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def write_config(tmp_path: Path, port: int = 8080, extra: str = "") -> Path:
+    static_dir = tmp_path / "static"
+    static_dir.mkdir(exist_ok=True)
+    path = tmp_path / "test.toml"
+    path.write_text(
+        f"""
+[server]
+host = "127.0.0.1"
+port = {port}
+state_dir = '{tmp_path / "state"}'
+static_dir = '{static_dir}'
+[ice]
+host_addresses = ["127.0.0.1"]
+{extra}
+"""
+    )
+    return path
+
+
+def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kaamos_sfu", *args],
+        check=False,  # the caller checks the exit status
+        cwd=tmp_path,  # so that no ./config.toml is picked up by accident
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_token_prints_only_a_verifiable_jwt(tmp_path: Path) -> None:
+    """`token --sub bot` prints one JWT signed with the secret the server will load."""
+    config = write_config(tmp_path)
+    result = run(tmp_path, "token", "--sub", "bot", "--expires-in", "600", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert result.stdout == token + "\n"
+    secret = (tmp_path / "state" / "api_secret").read_text().strip()
+    assert verify_bearer(secret, f"Bearer {token}") == "bot"
+    assert token not in result.stderr and secret not in result.stderr
+
+
+def test_check_config_reports_bad_key(tmp_path: Path) -> None:
+    """check-config on a file with an unknown key exits 2 and names the key."""
+    config = write_config(tmp_path, extra="[rooms]\nmax_peer = 4\n")
+    result = run(tmp_path, "check-config", "--config", str(config))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("kaamos-sfu: ")
+    assert "rooms.max_peer" in result.stderr
+
+
+def test_check_config_ok_and_env_errors(tmp_path: Path) -> None:
+    """check-config prints ok for a good file, and the serve command exits 2 on config errors."""
+    config = write_config(tmp_path)
+    result = run(tmp_path, "check-config", "--config", str(config))
+    assert (result.returncode, result.stdout) == (0, "ok\n")
+    result = run(tmp_path, "--config", str(config), "--port", "70000")
+    assert result.returncode == 2
+    assert "server.port" in result.stderr
+
+
+def test_serve_answers_health_then_stops(tmp_path: Path) -> None:
+    """The default command serves /health on the configured port and exits on SIGTERM."""
+    port = free_port()
+    config = write_config(tmp_path, port=port)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kaamos_sfu", "--config", str(config)],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        body = poll_health(port, proc)
+        assert body["status"] == "ok"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0, stderr
+    assert stdout == ""
+    events = [json.loads(line) for line in stderr.splitlines()]
+    listening = [e for e in events if e["event"] == "listening"]
+    assert len(listening) == 1
+    assert listening[0]["port"] == port
+    assert listening[0]["public_url"] == f"http://localhost:{port}"
+    assert any(e["event"] == "http request" and e["path"] == "/health" for e in events)
+
+
+def poll_health(port: int, proc: subprocess.Popen[str]) -> dict[str, object]:
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the server exited early"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as resp:
+                assert resp.status == 200
+                return json.loads(resp.read())  # type: ignore[no-any-return]
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.05)
+    raise AssertionError("no answer on /health in time")
