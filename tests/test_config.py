@@ -1,0 +1,166 @@
+"""Loading the configuration: defaults, TOML, environment overrides and error messages."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from kaamos_sfu.config import DEFAULT_STATIC_DIR, Config, ConfigError, load_config
+
+REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults() -> None:
+    """With no file and no environment every setting has its documented default."""
+    config = load_config(None, env={})
+    assert config == Config()
+    assert (config.server.host, config.server.port) == ("0.0.0.0", 8080)
+    assert config.rooms.max_peers == 4 and config.rooms.expire_after_hours == 24.0
+    assert config.media.video_codecs == ["VP8", "H264"]
+    assert config.ice.host_addresses == [] and config.ice.servers == []
+    assert config.public_url == "http://localhost:8080"
+    assert config.static_dir == DEFAULT_STATIC_DIR
+
+
+def test_repo_config_toml_is_exactly_the_defaults() -> None:
+    """The documented config.toml loads to Config() unchanged."""
+    assert load_config(REPO_CONFIG, env={}) == Config()
+
+
+def test_repo_config_toml_lists_every_setting() -> None:
+    """config.toml names every section and key of Config, and nothing else, so it cannot drift."""
+    with open(REPO_CONFIG, "rb") as f:
+        data = tomllib.load(f)
+    config = Config()
+    expected = {
+        section.name: {f.name for f in dataclasses.fields(getattr(config, section.name))}
+        for section in dataclasses.fields(config)
+    }
+    assert {name: set(values) for name, values in data.items()} == expected
+
+
+def test_toml_overrides(tmp_path: Path) -> None:
+    """Values in the file replace defaults; ints are accepted for floats."""
+    path = write(
+        tmp_path,
+        """
+        [server]
+        port = 9000
+        public_url = "https://meet.example.org/"
+        [rooms]
+        expire_after_hours = 2
+        [ice]
+        servers = [{urls = "stun:stun.example.org:3478"}]
+        [media]
+        video_codecs = ["H264"]
+        """,
+    )
+    config = load_config(path, env={})
+    assert config.server.port == 9000
+    assert config.public_url == "https://meet.example.org"
+    assert config.rooms.expire_after_hours == 2.0
+    assert isinstance(config.rooms.expire_after_hours, float)
+    assert config.ice.servers == [{"urls": "stun:stun.example.org:3478"}]
+    assert config.media.video_codecs == ["H264"]
+    assert config.rooms.max_peers == 4  # untouched
+
+
+def test_env_overrides_win_over_file(tmp_path: Path) -> None:
+    """KAAMOS_<SECTION>_<KEY> wins over the file; lists are comma-separated."""
+    path = write(tmp_path, "[server]\nport = 9000\nhost = '127.0.0.1'\n")
+    env = {
+        "KAAMOS_SERVER_PORT": "9100",
+        "KAAMOS_ROOMS_EXPIRE_AFTER_HOURS": "0.5",
+        "KAAMOS_ICE_HOST_ADDRESSES": "10.0.0.5, 192.168.1.2,",
+        "KAAMOS_MEDIA_VIDEO_CODECS": "H264,VP8",
+        "KAAMOS_LOG_LEVEL": "debug",
+    }
+    config = load_config(path, env=env)
+    assert config.server.port == 9100
+    assert config.server.host == "127.0.0.1"  # from the file, no env override
+    assert config.rooms.expire_after_hours == 0.5
+    assert config.ice.host_addresses == ["10.0.0.5", "192.168.1.2"]
+    assert config.media.video_codecs == ["H264", "VP8"]
+    assert config.log.level == "debug"
+
+
+def test_env_ice_servers_is_json() -> None:
+    """KAAMOS_ICE_SERVERS is a JSON list of RTCIceServer objects."""
+    env = {"KAAMOS_ICE_SERVERS": '[{"urls": ["turn:t.example.org"], "username": "u"}]'}
+    config = load_config(None, env=env)
+    assert config.ice.servers == [{"urls": ["turn:t.example.org"], "username": "u"}]
+
+
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        ("[nope]\nx = 1\n", "[nope]"),
+        ("[server]\nprot = 1\n", "server.prot"),
+        ("server = 1\n", "[server]"),
+        ("[server]\nport = '8080'\n", "server.port"),
+        ("[rooms]\nmax_peers = true\n", "rooms.max_peers"),
+        ("[rooms]\nexpire_after_hours = 'soon'\n", "rooms.expire_after_hours"),
+        ("[ice]\nhost_addresses = '127.0.0.1'\n", "ice.host_addresses"),
+        ("[ice]\nservers = ['stun:x']\n", "ice.servers"),
+        ("[media]\nvideo_codecs = [1]\n", "media.video_codecs"),
+        ("[server\n", "invalid TOML"),
+    ],
+)
+def test_file_errors_name_the_key(tmp_path: Path, text: str, names: str) -> None:
+    """Unknown sections and keys, wrong types and bad TOML are errors naming the culprit."""
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(write(tmp_path, text), env={})
+    assert names in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    "env, names",
+    [
+        ({"KAAMOS_SERVER_PORT": "eighty"}, "KAAMOS_SERVER_PORT"),
+        ({"KAAMOS_ROOMS_EXPIRE_AFTER_HOURS": "x"}, "KAAMOS_ROOMS_EXPIRE_AFTER_HOURS"),
+        ({"KAAMOS_ICE_SERVERS": "stun:x"}, "KAAMOS_ICE_SERVERS"),
+        ({"KAAMOS_ICE_SERVERS": '{"urls": "stun:x"}'}, "ice.servers"),
+    ],
+)
+def test_env_errors_name_the_variable(env: dict[str, str], names: str) -> None:
+    """A malformed environment value is an error naming the variable or key."""
+    with pytest.raises(ConfigError, match=names):
+        load_config(None, env=env)
+
+
+@pytest.mark.parametrize(
+    "env, key",
+    [
+        ({"KAAMOS_SERVER_PORT": "0"}, "server.port"),
+        ({"KAAMOS_SERVER_PORT": "65536"}, "server.port"),
+        ({"KAAMOS_SERVER_PUBLIC_URL": "meet.example.org"}, "server.public_url"),
+        ({"KAAMOS_ROOMS_MAX_PEERS": "1"}, "rooms.max_peers"),
+        ({"KAAMOS_ROOMS_EXPIRE_AFTER_HOURS": "0"}, "rooms.expire_after_hours"),
+        ({"KAAMOS_ROOMS_PEER_TIMEOUT_SECONDS": "-1"}, "rooms.peer_timeout_seconds"),
+        ({"KAAMOS_SIGNALING_MAX_MESSAGE_BYTES": "100"}, "signaling.max_message_bytes"),
+        ({"KAAMOS_SIGNALING_MAX_BAD_MESSAGES": "0"}, "signaling.max_bad_messages"),
+        ({"KAAMOS_MEDIA_VIDEO_CODECS": ""}, "media.video_codecs"),
+        ({"KAAMOS_MEDIA_VIDEO_CODECS": "VP9"}, "media.video_codecs"),
+        ({"KAAMOS_ICE_SERVERS": '[{"username": "u"}]'}, "ice.servers"),
+        ({"KAAMOS_LOG_LEVEL": "verbose"}, "log.level"),
+    ],
+)
+def test_validation_errors(env: dict[str, str], key: str) -> None:
+    """Values of the right type but out of range fail validation naming the key."""
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, env=env)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    """A config path that cannot be read is a ConfigError, not a traceback."""
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "absent.toml", env={})
