@@ -1,31 +1,190 @@
-"""Live rooms on this node (INTERFACE DRAFT — the media core fills this in)."""
+"""Live rooms on this node: who is in each room, and who must renegotiate when that changes.
+
+Room records (existence, expiry) live in the registry; this module holds the peers and
+their media. It knows nothing of HTTP or WebSockets: peers talk through `Connection`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from . import protocol
 from .config import Config
-from .registry import RoomRegistry
+from .negotiation import SEND, TrackKey, WantedTrack
+from .peer import Connection, Peer, PublishedTrack
+from .protocol import SOURCE_KIND, SOURCES, CloseCode, ErrorCode, Join
+from .registry import RoomRegistry, is_valid_room_id
+
+log = logging.getLogger(__name__)
+
+
+class JoinRefused(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Room:
+    def __init__(self, room_id: str, manager: RoomManager) -> None:
+        self.room_id = room_id
+        self.manager = manager
+        self.peers: dict[str, Peer] = {}  # in join order
+
+    def remote_tracks(self, peer: Peer) -> list[WantedTrack]:
+        """Every track the others publish and have negotiated, in join and source order."""
+        return [
+            WantedTrack((other.peer_id, source), SOURCE_KIND[source], SEND)
+            for other in self.peers.values()
+            if other is not peer
+            for source in SOURCES
+            if source in other.published
+        ]
+
+    def published_track(self, key: TrackKey) -> PublishedTrack | None:
+        peer = self.peers.get(key[0])
+        return peer.published.get(key[1]) if peer is not None else None
+
+    def tracks_changed(self) -> None:
+        for peer in self.peers.values():
+            peer.request_offer()
+
+    def remove_soon(self, peer: Peer, reason: str) -> None:
+        code = CloseCode.INTERNAL_ERROR if reason == "internal error" else CloseCode.TIMEOUT
+        self.manager.spawn(self.manager.leave(self, peer, reason, close_code=code))
+
+    async def broadcast(self, message: dict[str, Any], *, exclude: Peer | None = None) -> None:
+        for peer in list(self.peers.values()):
+            if peer is not exclude:
+                await peer.connection.send(message)
 
 
 class RoomManager:
     def __init__(self, config: Config, registry: RoomRegistry) -> None:
         self.config = config
         self.registry = registry
+        self.rooms: dict[str, Room] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._keepalive: asyncio.Task[None] | None = None
 
     @property
     def room_count(self) -> int:
         """Rooms with at least one connected peer on this node."""
-        return 0
+        return len(self.rooms)
 
     @property
     def peer_count(self) -> int:
-        return 0
+        return sum(len(room.peers) for room in self.rooms.values())
 
     def participants(self, room_id: str) -> int:
-        """Peers currently in the room (0 when it has none on this node)."""
-        return 0
+        room = self.rooms.get(room_id)
+        return len(room.peers) if room is not None else 0
+
+    async def join(self, room_id: str, join: Join, connection: Connection) -> tuple[Room, Peer]:
+        """Admit a peer and send it `joined`, or raise JoinRefused with the error code."""
+        if not is_valid_room_id(room_id):
+            raise JoinRefused(ErrorCode.INVALID_ROOM_ID, "Room ids are 10 letters and digits.")
+        record = await self.registry.get(room_id)
+        if record is None:
+            raise JoinRefused(ErrorCode.ROOM_NOT_FOUND, "There is no such room.")
+        room = self.rooms.get(room_id)
+        if record.expired() and room is None:
+            raise JoinRefused(ErrorCode.ROOM_EXPIRED, "This room has expired.")
+        room = self.rooms.setdefault(room_id, Room(room_id, self))
+        if len(room.peers) >= self.config.rooms.max_peers:
+            raise JoinRefused(
+                ErrorCode.ROOM_FULL,
+                f"This room already has {self.config.rooms.max_peers} participants.",
+            )
+        peer = Peer(
+            name=join.name,
+            publish=join.publish,
+            connection=connection,
+            room=room,
+            config=self.config,
+        )
+        others = [p.info for p in room.peers.values()]
+        room.peers[peer.peer_id] = peer
+        self._ensure_keepalive()
+        log.info(
+            "peer joined",
+            extra={"room_id": room_id, "peer_id": peer.peer_id, "peers": len(room.peers)},
+        )
+        await connection.send(
+            protocol.joined(peer.peer_id, room_id, others, self.config.ice.servers)
+        )
+        await room.broadcast(protocol.peer_joined(peer.info), exclude=peer)
+        peer.request_offer()
+        await self.registry.touch(room_id)
+        return room, peer
+
+    async def leave(
+        self, room: Room, peer: Peer, reason: str, close_code: int | None = None
+    ) -> None:
+        """Remove a peer (idempotent); the others get peer-left and a new offer.
+
+        With `close_code`, the peer's socket is closed too (it vanished or failed)."""
+        if room.peers.get(peer.peer_id) is not peer:
+            return
+        del room.peers[peer.peer_id]
+        if not room.peers and self.rooms.get(room.room_id) is room:
+            del self.rooms[room.room_id]
+        log.info(
+            "peer left",
+            extra={"room_id": room.room_id, "peer_id": peer.peer_id, "reason": reason},
+        )
+        await peer.close()
+        await room.broadcast(protocol.peer_left(peer.peer_id))
+        room.tracks_changed()
+        if close_code is not None:
+            await peer.connection.close(close_code, reason)
+        try:
+            await self.registry.touch(room.room_id)
+        except Exception:  # the record may be gone (room deleted); nothing to extend
+            log.debug("touch failed", exc_info=True)
 
     async def end_room(self, room_id: str) -> None:
         """Send room-ended to every peer of the room and disconnect them (close 4001)."""
+        room = self.rooms.pop(room_id, None)
+        if room is None:
+            return
+        peers = list(room.peers.values())
+        room.peers.clear()
+        for peer in peers:
+            await peer.close()
+            await peer.connection.send(protocol.room_ended())
+            await peer.connection.close(CloseCode.ROOM_ENDED, "room ended")
+        log.info("room ended", extra={"room_id": room_id, "peers": len(peers)})
 
     async def close(self) -> None:
         """Disconnect every peer (server shutdown)."""
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        for room in list(self.rooms.values()):
+            for peer in list(room.peers.values()):
+                await peer.close()
+                await peer.connection.close(CloseCode.GOING_AWAY, "server shutting down")
+            room.peers.clear()
+        self.rooms.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _ensure_keepalive(self) -> None:
+        if self._keepalive is None or self._keepalive.done():
+            self._keepalive = asyncio.ensure_future(self._keep_rooms_alive())
+
+    async def _keep_rooms_alive(self) -> None:
+        """A call in progress is activity: keep its room from expiring under it."""
+        interval = min(600.0, self.config.rooms.expire_after_hours * 3600 / 4)
+        while True:
+            await asyncio.sleep(interval)
+            for room_id in list(self.rooms):
+                await self.registry.touch(room_id)

@@ -1,7 +1,182 @@
-"""WebSocket signaling (DRAFT — the media core fills this in)."""
+"""WebSocket signaling at /ws/{room_id}: frames in, protocol messages out (docs/protocol.md).
 
-from aiohttp import web
+The handler only moves frames: parsing is in protocol.py, room membership in rooms.py,
+negotiation in peer.py. Every upgrade is accepted so that refusals reach the browser as an
+`error` message with a code, not as a bare failed connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from . import protocol
+from .appkeys import CONFIG, ROOMS
+from .peer import Peer
+from .protocol import (
+    REFUSAL_CLOSE_CODES,
+    Answer,
+    BadMessage,
+    ClientMessage,
+    CloseCode,
+    ErrorCode,
+    IceCandidate,
+    Join,
+    Leave,
+    Mute,
+    Publish,
+    Unpublish,
+)
+from .rooms import JoinRefused, Room, RoomManager
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5.0  # ping interval; a missed pong closes the socket
+MAX_FRAME_BYTES = 1024 * 1024  # above this aiohttp closes with 1009
+FLOOD_WINDOW_SECONDS = 10.0
 
 
 def add_routes(app: web.Application) -> None:
-    pass
+    app.router.add_get("/ws/{room_id}", websocket_handler)
+
+
+class WebSocketConnection:
+    """A peer's `Connection`: sends are serialized, and sending to a closed socket is a no-op."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self._lock = asyncio.Lock()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self._lock:
+            if self.ws.closed:
+                return
+            try:
+                await self.ws.send_json(message)
+            except (ConnectionError, RuntimeError):
+                pass  # the socket went away; the handler notices and removes the peer
+
+    async def close(self, code: int, reason: str) -> None:
+        if not self.ws.closed:
+            await self.ws.close(code=code, message=reason.encode()[:120])
+
+
+class FloodGuard:
+    """Counts bad messages in a sliding window; a client above the limit is flooding."""
+
+    def __init__(self, limit: int, window: float = FLOOD_WINDOW_SECONDS) -> None:
+        self.limit = limit
+        self.window = window
+        self._times: deque[float] = deque()
+
+    def record(self, now: float) -> bool:
+        """Record one bad message; True when the client is over the limit."""
+        self._times.append(now)
+        while self._times and now - self._times[0] > self.window:
+            self._times.popleft()
+        return len(self._times) > self.limit
+
+
+class Session:
+    """One client's signaling session: awaiting join, then joined to a room."""
+
+    def __init__(self, room_id: str, manager: RoomManager, connection: WebSocketConnection):
+        self.room_id = room_id
+        self.manager = manager
+        self.connection = connection
+        self.room: Room | None = None
+        self.peer: Peer | None = None
+
+    async def handle(self, message: ClientMessage) -> None:
+        if self.peer is None or self.room is None:
+            if not isinstance(message, Join):
+                raise BadMessage("the first message must be join")
+            await self._join(message)
+            return
+        peer, room = self.peer, self.room
+        if isinstance(message, Join):
+            raise BadMessage("already joined")
+        elif isinstance(message, Answer):
+            await peer.handle_answer(message.sdp)
+        elif isinstance(message, IceCandidate):
+            await peer.add_ice_candidate(message)
+        elif isinstance(message, Publish):
+            if message.source in peer.info.sources:
+                raise BadMessage(f"publish: {message.source} is already published")
+            peer.set_sources(peer.info.sources + [message.source])
+            await room.broadcast(protocol.peer_updated(peer.info), exclude=peer)
+        elif isinstance(message, Unpublish):
+            if message.source not in peer.info.sources:
+                raise BadMessage(f"unpublish: {message.source} is not published")
+            peer.set_sources([s for s in peer.info.sources if s != message.source])
+            await room.broadcast(protocol.peer_updated(peer.info), exclude=peer)
+        elif isinstance(message, Mute):
+            peer.info.muted[message.source] = message.muted
+            await room.broadcast(protocol.peer_updated(peer.info), exclude=peer)
+        elif isinstance(message, Leave):
+            await self.leave("left")
+            await self.connection.close(CloseCode.NORMAL, "left")
+
+    async def _join(self, message: Join) -> None:
+        try:
+            self.room, self.peer = await self.manager.join(self.room_id, message, self.connection)
+        except JoinRefused as refusal:
+            log.info("join refused", extra={"room_id": self.room_id, "code": str(refusal.code)})
+            await self.connection.send(protocol.error(refusal.code, refusal.message))
+            await self.connection.close(REFUSAL_CLOSE_CODES[refusal.code], str(refusal.code))
+
+    async def leave(self, reason: str) -> None:
+        if self.peer is not None and self.room is not None:
+            await self.manager.leave(self.room, self.peer, reason)
+            self.peer = None
+
+
+async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    config = request.app[CONFIG]
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=MAX_FRAME_BYTES)
+    await ws.prepare(request)
+    connection = WebSocketConnection(ws)
+    session = Session(request.match_info["room_id"], request.app[ROOMS], connection)
+    guard = FloodGuard(config.signaling.max_bad_messages)
+    join_deadline = time.monotonic() + config.signaling.join_timeout_seconds
+    reason = "socket closed"
+    try:
+        while not ws.closed:
+            timeout = None if session.peer else max(0.0, join_deadline - time.monotonic())
+            try:
+                frame = await ws.receive(timeout=timeout)
+            except asyncio.TimeoutError:
+                if session.peer is None:
+                    reason = "no join"
+                    await connection.close(CloseCode.TIMEOUT, "no join in time")
+                    break
+                continue
+            if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                break
+            if frame.type == WSMsgType.ERROR:
+                reason = "socket error"
+                break
+            try:
+                await session.handle(_parse_frame(frame, config.signaling.max_message_bytes))
+            except BadMessage as exc:
+                await connection.send(protocol.error(ErrorCode.BAD_MESSAGE, str(exc)))
+                if guard.record(time.monotonic()):
+                    reason = "flood"
+                    await connection.close(CloseCode.FLOOD, "too many bad messages")
+                    break
+    finally:
+        await session.leave(reason)
+    return ws
+
+
+def _parse_frame(frame: Any, max_bytes: int) -> ClientMessage:
+    if frame.type != WSMsgType.TEXT:
+        raise BadMessage("only JSON text frames are accepted")
+    if len(frame.data) > max_bytes and len(frame.data.encode()) > max_bytes:
+        raise BadMessage(f"frame larger than {max_bytes} bytes")
+    return protocol.parse_client_message(frame.data)

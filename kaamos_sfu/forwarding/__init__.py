@@ -1,0 +1,12 @@
+"""The forwarding core: pure, synchronous per-packet code (no aiohttp, no aiortc, no I/O).
+
+`UpTrack` is one published source (a peer's camera, microphone or screen) as it arrives;
+`DownTrack` is that source as one subscriber receives it. The bridge (`rtc_bridge.py`)
+feeds parsed RTP into an `UpTrack` and hands the bytes a `DownTrack` writes to aiortc's
+DTLS/SRTP transport.
+"""
+
+from .downtrack import DownTrack, ExtensionIds, RtpSink
+from .uptrack import UpTrack
+
+__all__ = ["DownTrack", "ExtensionIds", "RtpSink", "UpTrack"]

@@ -1,0 +1,181 @@
+"""One published source as one subscriber receives it: RTP rewriting and its state.
+
+The payload is never touched. The header gets the subscriber's SSRC, continuous sequence
+numbers, timestamps shifted by a constant, the subscriber's payload type, and header
+extensions with the subscriber's ids: its mid, a fresh abs-send-time, and the audio level.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Protocol
+
+from .keyframe import starts_keyframe
+
+_HEADER = struct.Struct("!BBHII")
+_EXTENSION_HEADER = struct.Struct("!HH")
+_U32 = struct.Struct("!I")
+_CSRC = struct.Struct("!I")
+ONE_BYTE_EXTENSIONS = 0xBEDE
+VIDEO_CACHE_SIZE = 512  # packets kept to answer NACKs (about 0.6 s at 800 kbps)
+NTP_SCALE = 1 << 32
+
+
+class RtpPacketLike(Protocol):
+    """What the forwarding core reads from a parsed RTP packet (aiortc's RtpPacket)."""
+
+    marker: int
+    payload_type: int
+    sequence_number: int
+    timestamp: int
+    ssrc: int
+    csrc: list[int]
+    payload: bytes
+    extensions: object  # has .audio_level: tuple[bool, int] | None
+
+
+class RtpSink(Protocol):
+    """Where a DownTrack's bytes go: the subscriber's DTLS/SRTP transport."""
+
+    async def send_rtp(self, data: bytes) -> None: ...
+
+
+@dataclass(frozen=True)
+class ExtensionIds:
+    """Header extension ids the subscriber negotiated for this m-line (0: not negotiated)."""
+
+    mid: int = 0
+    abs_send_time: int = 0
+    audio_level: int = 0
+
+
+@dataclass(frozen=True)
+class SenderClock:
+    """A publisher's NTP↔RTP mapping from its last sender report, and when it arrived."""
+
+    ntp: int  # 64-bit NTP timestamp
+    rtp: int
+    received_at: float  # local monotonic seconds
+
+
+class DownTrack:
+    def __init__(
+        self,
+        *,
+        sink: RtpSink,
+        ssrc: int,
+        kind: str,
+        codec_name: str,
+        clock_rate: int,
+        payload_types: dict[int, int],
+        mid: str,
+        extension_ids: ExtensionIds,
+        start_sequence: int,
+        start_timestamp: int,
+    ) -> None:
+        self.sink = sink
+        self.ssrc = ssrc
+        self.kind = kind
+        self.codec_name = codec_name
+        self.clock_rate = clock_rate
+        self.payload_types = payload_types  # publisher's payload type -> subscriber's
+        self.extension_ids = extension_ids
+        self._mid_element = (
+            bytes([(extension_ids.mid << 4) | (len(mid) - 1)]) + mid.encode()
+            if extension_ids.mid and mid
+            else b""
+        )
+        self._abs_send_time_prefix = (extension_ids.abs_send_time << 28) | (2 << 24)
+        self._start_sequence = start_sequence
+        self._start_timestamp = start_timestamp
+        self.started = False
+        self.needs_keyframe = kind == "video"  # no video until a keyframe starts
+        self._first_in_sequence = 0
+        self._sequence_offset = 0
+        self._timestamp_offset = 0
+        self.last_sequence = (start_sequence - 1) & 0xFFFF
+        self.last_timestamp = start_timestamp
+        self._cache: list[bytes | None] = [None] * (VIDEO_CACHE_SIZE if kind == "video" else 0)
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self.retransmissions = 0
+        self.remb_bps: int | None = None  # the subscriber's latest bandwidth estimate
+
+    def rewrite(self, packet: RtpPacketLike, abs_send_time: int) -> bytes | None:
+        """The packet as this subscriber must receive it, or None to skip it."""
+        if not self.started:
+            if not starts_keyframe(self.codec_name, packet.payload):
+                return None
+            self._start(packet)
+        elif (packet.sequence_number - self._first_in_sequence) & 0x8000:
+            return None  # older than the first packet we forwarded
+        payload_type = self.payload_types.get(packet.payload_type)
+        if payload_type is None:
+            return None
+        sequence = (packet.sequence_number + self._sequence_offset) & 0xFFFF
+        timestamp = (packet.timestamp + self._timestamp_offset) & 0xFFFFFFFF
+        header = _HEADER.pack(
+            0x90 | len(packet.csrc),
+            (0x80 if packet.marker else 0) | payload_type,
+            sequence,
+            timestamp,
+            self.ssrc,
+        )
+        extensions = self._extensions(packet, abs_send_time)
+        if packet.csrc:
+            header += b"".join(_CSRC.pack(c) for c in packet.csrc)
+        data = b"".join(
+            (
+                header,
+                _EXTENSION_HEADER.pack(ONE_BYTE_EXTENSIONS, len(extensions) >> 2),
+                extensions,
+                packet.payload,
+            )
+        )
+        if ((sequence - self.last_sequence) & 0xFFFF) < 0x8000:
+            self.last_sequence = sequence
+            self.last_timestamp = timestamp
+        if self._cache:
+            self._cache[sequence % VIDEO_CACHE_SIZE] = data
+        self.packets_sent += 1
+        self.octets_sent += len(packet.payload)
+        return data
+
+    def retransmission(self, sequence: int) -> bytes | None:
+        """The packet this subscriber NACKed, from the cache, if we still have it."""
+        if not self._cache:
+            return None
+        data = self._cache[sequence % VIDEO_CACHE_SIZE]
+        if data is None or ((data[2] << 8) | data[3]) != sequence:
+            return None
+        self.retransmissions += 1
+        return data
+
+    def sender_report(self, clock: SenderClock | None, now: float) -> tuple[int, int] | None:
+        """(NTP, RTP) for a sender report at `now`, on the publisher's clock, if known."""
+        if clock is None or not self.started:
+            return None
+        elapsed = now - clock.received_at
+        ntp = (clock.ntp + int(elapsed * NTP_SCALE)) & 0xFFFFFFFFFFFFFFFF
+        rtp = (clock.rtp + self._timestamp_offset + int(elapsed * self.clock_rate)) & 0xFFFFFFFF
+        return ntp, rtp
+
+    def _start(self, packet: RtpPacketLike) -> None:
+        self.started = True
+        self.needs_keyframe = False
+        self._first_in_sequence = packet.sequence_number
+        self._sequence_offset = (self._start_sequence - packet.sequence_number) & 0xFFFF
+        self._timestamp_offset = (self._start_timestamp - packet.timestamp) & 0xFFFFFFFF
+
+    def _extensions(self, packet: RtpPacketLike, abs_send_time: int) -> bytes:
+        ids = self.extension_ids
+        parts = [self._mid_element]
+        if ids.abs_send_time:
+            parts.append(_U32.pack(self._abs_send_time_prefix | abs_send_time))
+        level = getattr(packet.extensions, "audio_level", None)
+        if ids.audio_level and level is not None:
+            vad, value = level
+            parts.append(bytes([ids.audio_level << 4, (0x80 if vad else 0) | (value & 0x7F)]))
+        data = b"".join(parts)
+        return data + b"\0" * (-len(data) % 4)

@@ -1,0 +1,401 @@
+"""One client in a room: its peer connection, its m-lines, and the offer/answer cycle.
+
+The server is always the offerer. Offers are serialized: while one is unanswered, changes
+only set `_offer_wanted`, and the next offer goes out right after the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+from aiortc.sdp import SessionDescription
+
+from . import protocol
+from .config import Config
+from .forwarding import DownTrack, UpTrack
+from .negotiation import RECEIVE, SEND, Slot, TrackKey, WantedTrack, plan_slots
+from .protocol import SOURCE_KIND, BadMessage, CloseCode, IceCandidate, PeerInfo
+from .rtc_bridge import (
+    Activity,
+    Codec,
+    ForwardingReceiver,
+    ForwardingSender,
+    add_forwarding_transceiver,
+    is_mdns_candidate,
+    jittered_rtcp_interval,
+    negotiated_codecs,
+    new_peer_connection,
+    parse_remote_candidate,
+    publisher_codec_preferences,
+    send_rtcp,
+    set_stream,
+    strip_mdns_candidates,
+    subscriber_codec_preferences,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Connection(Protocol):
+    """The signaling side of a peer (a WebSocket in production)."""
+
+    async def send(self, message: dict[str, Any]) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+@dataclass
+class PublishedTrack:
+    uptrack: UpTrack
+    codec: Codec
+
+
+class RoomView(Protocol):
+    """What a peer needs from its room."""
+
+    def remote_tracks(self, peer: Peer) -> list[WantedTrack]: ...
+
+    def published_track(self, key: TrackKey) -> PublishedTrack | None: ...
+
+    def tracks_changed(self) -> None: ...
+
+    def remove_soon(self, peer: Peer, reason: str) -> None: ...
+
+
+@dataclass(eq=False)
+class SlotMedia:
+    transceiver: RTCRtpTransceiver
+    sender: ForwardingSender
+    receiver: ForwardingReceiver
+    answered_owner: TrackKey | None = None  # the owner the client has accepted
+
+
+def new_peer_id() -> str:
+    from .registry import new_room_id  # same alphabet and length
+
+    return new_room_id()
+
+
+class Peer:
+    def __init__(
+        self,
+        *,
+        name: str,
+        publish: tuple[str, ...],
+        connection: Connection,
+        room: RoomView,
+        config: Config,
+    ) -> None:
+        self.peer_id = new_peer_id()
+        self.info = PeerInfo(peer_id=self.peer_id, name=name, sources=list(publish))
+        self.connection = connection
+        self.room = room
+        self.config = config
+        self.published: dict[str, PublishedTrack] = {}
+        self.slots: list[Slot] = []
+        self.pc: RTCPeerConnection | None = None
+        self.activity = Activity()
+        self.closed = False
+        self._offer_wanted = False
+        self._offer_busy = False  # creating an offer, or waiting for its answer
+        self._answer_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # Negotiation
+
+    def request_offer(self) -> None:
+        """Send an offer now, or after the pending answer, if the m-lines must change."""
+        self._offer_wanted = True
+        if not self._offer_busy and not self.closed:
+            self._offer_busy = True
+            self._spawn(self._offer())
+
+    async def _offer(self) -> None:
+        self._offer_wanted = False
+        plan = plan_slots(self.slots, self._wanted_tracks())
+        if not plan.changed:
+            self._offer_busy = False
+            return
+        pc = self._ensure_pc()
+        unpublished = any(s.role == RECEIVE for s in plan.freed)
+        for slot in plan.freed:
+            self._free(slot)
+        for slot, key in plan.reused:
+            self._assign(slot, key)
+        for wanted in plan.added:
+            direction = "recvonly" if wanted.role == RECEIVE else "sendonly"
+            transceiver, sender, receiver = add_forwarding_transceiver(
+                pc, wanted.kind, direction, self.activity
+            )
+            sender.on_negotiated = self._on_sender_negotiated
+            slot = Slot(kind=wanted.kind, role=wanted.role)
+            slot.handle = SlotMedia(transceiver, sender, receiver)
+            self.slots.append(slot)
+            self._assign(slot, wanted.key)
+        if unpublished:
+            self.room.tracks_changed()  # the others drop the m-lines of what we stopped
+        await pc.setLocalDescription(await pc.createOffer())
+        if self.closed:
+            return
+        tracks = {
+            _media(s).transceiver.mid: s.owner for s in self.slots if s.owner is not None
+        }
+        await self.connection.send(protocol.offer(pc.localDescription.sdp, tracks))
+        timeout = self.config.signaling.answer_timeout_seconds
+        self._answer_timer = asyncio.get_running_loop().call_later(timeout, self._answer_late)
+
+    def _wanted_tracks(self) -> list[WantedTrack]:
+        own = [
+            WantedTrack((self.peer_id, source), SOURCE_KIND[source], RECEIVE)
+            for source in self.info.sources
+        ]
+        return own + self.room.remote_tracks(self)
+
+    def _ensure_pc(self) -> RTCPeerConnection:
+        if self.pc is None:
+            self.pc = new_peer_connection([])
+            self.pc.on("connectionstatechange", self._on_connection_state)
+            self._spawn(self._rtcp_loop())
+        return self.pc
+
+    def _assign(self, slot: Slot, key: TrackKey) -> None:
+        media = _media(slot)
+        slot.owner = key
+        peer_id, source = key
+        if slot.role == RECEIVE:
+            media.transceiver.direction = "recvonly"
+            media.transceiver.setCodecPreferences(
+                publisher_codec_preferences(slot.kind, self.config.media.video_codecs)
+            )
+            return
+        published = self.room.published_track(key)
+        assert published is not None, "remote_tracks() only lists published tracks"
+        media.transceiver.direction = "sendonly"
+        media.transceiver.setCodecPreferences(subscriber_codec_preferences(published.codec))
+        stream_id = peer_id if source != "screen" else f"{peer_id}-screen"
+        set_stream(media.sender, stream_id, f"{peer_id}-{source}")
+
+    def _free(self, slot: Slot) -> None:
+        media = _media(slot)
+        media.transceiver.direction = "inactive"
+        if slot.role == RECEIVE and slot.owner is not None:
+            self.published.pop(slot.owner[1], None)
+            media.receiver.uptrack = None
+        self._unbind(media.sender)
+        slot.owner = None
+
+    async def handle_answer(self, sdp: str) -> None:
+        """Apply the client's answer; BadMessage leaves the offer pending."""
+        if self.pc is None or self._answer_timer is None:
+            raise BadMessage("answer: no offer is pending")
+        _check_answer_matches(self.pc, sdp)
+        try:
+            await self.pc.setRemoteDescription(
+                RTCSessionDescription(sdp=strip_mdns_candidates(sdp), type="answer")
+            )
+        except Exception as exc:  # aiortc raises several types for a bad description
+            raise BadMessage(f"answer: cannot apply SDP: {exc}") from None
+        self._answer_timer.cancel()
+        self._answer_timer = None
+        if self._publish_answered_tracks():
+            self.room.tracks_changed()
+        self._offer_busy = False
+        if self._offer_wanted:
+            self.request_offer()
+
+    def _publish_answered_tracks(self) -> bool:
+        """Create an UpTrack for each newly answered source; True if any appeared."""
+        changed = False
+        for slot in self.slots:
+            media = _media(slot)
+            media.answered_owner = slot.owner
+            if slot.role != RECEIVE or slot.owner is None or slot.owner[1] in self.published:
+                continue
+            codecs = [c for c in negotiated_codecs(media.transceiver) if not c.is_rtx]
+            if not codecs:
+                continue
+            codec = codecs[0]  # the answerer sends with its first codec
+            uptrack = UpTrack(
+                peer_id=self.peer_id,
+                source=slot.owner[1],
+                kind=slot.kind,
+                codec_name=codec.name,
+                clock_rate=codec.clock_rate,
+                payload_type=codec.payload_type,
+                request_keyframe=media.receiver.request_keyframe,
+            )
+            media.receiver.uptrack = uptrack
+            self.published[slot.owner[1]] = PublishedTrack(uptrack, codec)
+            changed = True
+        return changed
+
+    def _answer_late(self) -> None:
+        self._answer_timer = None
+        log.info("offer unanswered", extra={"peer_id": self.peer_id})
+        self._spawn(self.connection.close(CloseCode.TIMEOUT, "offer unanswered"))
+
+    # Subscribing: bind our sending m-lines to the publishers' UpTracks
+
+    def _on_sender_negotiated(self, sender: ForwardingSender) -> None:
+        slot = next(s for s in self.slots if _media(s).sender is sender)
+        key = _media(slot).answered_owner
+        published = self.room.published_track(key) if key is not None else None
+        if published is None:
+            self._unbind(sender)
+            return
+        if sender.uptrack is published.uptrack and sender.downtrack is not None:
+            return
+        negotiated = sender.negotiated
+        assert negotiated is not None
+        payload_types = {
+            published.codec.payload_type: c.payload_type
+            for c in negotiated.codecs
+            if not c.is_rtx and c.key() == published.codec.key()
+        }
+        if not payload_types:
+            log.warning("subscriber refused the publisher's codec", extra={"peer_id": self.peer_id})
+            return
+        previous = sender.downtrack
+        self._unbind(sender)
+        downtrack = DownTrack(
+            sink=sender,
+            ssrc=sender.ssrc,
+            kind=slot.kind,
+            codec_name=published.uptrack.codec_name,
+            clock_rate=published.uptrack.clock_rate,
+            payload_types=payload_types,
+            mid=negotiated.mid,
+            extension_ids=negotiated.extension_ids,
+            # A reused m-line keeps its SSRC: continue its sequence numbers and move its
+            # timestamps a second forward.
+            start_sequence=(previous.last_sequence + 1) & 0xFFFF
+            if previous
+            else secrets.randbelow(0x8000),
+            start_timestamp=(previous.last_timestamp + previous.clock_rate) & 0xFFFFFFFF
+            if previous
+            else secrets.randbelow(1 << 32),
+        )
+        sender.downtrack = downtrack
+        sender.uptrack = published.uptrack
+        published.uptrack.attach(downtrack)
+        self._spawn(published.uptrack.request_keyframe())
+
+    def _unbind(self, sender: ForwardingSender) -> None:
+        if sender.uptrack is not None and sender.downtrack is not None:
+            sender.uptrack.detach(sender.downtrack)
+        sender.uptrack = None
+
+    # Messages from the client
+
+    async def add_ice_candidate(self, message: IceCandidate) -> None:
+        if self.pc is None or self.pc.remoteDescription is None:
+            return  # before the first answer: documented as ignored
+        if message.candidate is None:
+            await self.pc.addIceCandidate(None)
+            return
+        if is_mdns_candidate(message.candidate):
+            return
+        try:
+            candidate = parse_remote_candidate(message.candidate, None, None)
+        except ValueError as exc:
+            raise BadMessage(f"ice-candidate: {exc}") from None
+        # Everything is bundled on the first m-line's transport.
+        first = self.pc.getTransceivers()[0]
+        candidate.sdpMid, candidate.sdpMLineIndex = first.mid, 0
+        await self.pc.addIceCandidate(candidate)
+
+    def set_sources(self, sources: list[str]) -> None:
+        self.info.sources = [s for s in protocol.SOURCES if s in sources]
+        self.request_offer()
+
+    # Lifetime
+
+    async def _rtcp_loop(self) -> None:
+        timeout = self.config.rooms.peer_timeout_seconds
+        while not self.closed:
+            await asyncio.sleep(jittered_rtcp_interval())
+            if self.pc is None:
+                continue
+            now = time.monotonic()
+            packets = []
+            for slot in self.slots:
+                media = _media(slot)
+                if slot.role == SEND:
+                    packets += media.sender.reports(now)
+                elif slot.owner is not None:
+                    packets += media.receiver.reports()
+            await send_rtcp(self.pc, packets)
+            if self._media_expected() and now - self.activity.last > timeout:
+                self.room.remove_soon(self, "media timeout")
+                return
+
+    def _media_expected(self) -> bool:
+        """True once media flows: from then on, silence means the peer vanished."""
+        if any(p.uptrack.packets_received for p in self.published.values()):
+            return True
+        return any(
+            s.role == SEND and _media(s).sender.downtrack is not None
+            and _media(s).sender.downtrack.packets_sent  # type: ignore[union-attr]
+            for s in self.slots
+        )
+
+    def _on_connection_state(self) -> None:
+        if self.pc is not None and self.pc.connectionState == "failed":
+            self.room.remove_soon(self, "ice failed")
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._answer_timer is not None:
+            self._answer_timer.cancel()
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        for slot in self.slots:
+            self._unbind(_media(slot).sender)
+            _media(slot).receiver.uptrack = None
+        self.published.clear()
+        if self.pc is not None:
+            await self.pc.close()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "peer task failed",
+                exc_info=task.exception(),
+                extra={"peer_id": self.peer_id},
+            )
+            self.room.remove_soon(self, "internal error")
+
+
+def _media(slot: Slot) -> SlotMedia:
+    assert isinstance(slot.handle, SlotMedia)
+    return slot.handle
+
+
+def _check_answer_matches(pc: RTCPeerConnection, sdp: str) -> None:
+    """The answer must parse and have exactly our offer's m-lines, in order."""
+    try:
+        answer = SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises whatever the bad line triggers
+        raise BadMessage(f"answer: unparsable SDP: {exc}") from None
+    offer = pc.localDescription
+    offered = [m.rtp.muxId for m in SessionDescription.parse(offer.sdp).media]
+    answered = [m.rtp.muxId for m in answer.media]
+    if offered != answered:
+        raise BadMessage(f"answer: m-lines {answered} do not match the offer's {offered}")

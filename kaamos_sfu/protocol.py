@@ -1,0 +1,232 @@
+"""The signaling protocol of docs/protocol.md as typed messages: parse and serialize, no I/O."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+from typing import Any
+
+SOURCES = ("camera", "microphone", "screen")
+SOURCE_KIND = {"camera": "video", "microphone": "audio", "screen": "video"}
+MUTABLE_SOURCES = ("camera", "microphone")
+MAX_NAME_LENGTH = 64
+
+
+class ErrorCode(StrEnum):
+    INVALID_ROOM_ID = "INVALID_ROOM_ID"
+    ROOM_NOT_FOUND = "ROOM_NOT_FOUND"
+    ROOM_FULL = "ROOM_FULL"
+    ROOM_EXPIRED = "ROOM_EXPIRED"
+    BAD_MESSAGE = "BAD_MESSAGE"
+
+
+class CloseCode(IntEnum):
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009
+    ROOM_ENDED = 4001
+    INVALID_ROOM_ID = 4400
+    ROOM_NOT_FOUND = 4404
+    TIMEOUT = 4408
+    ROOM_FULL = 4409
+    ROOM_EXPIRED = 4410
+    FLOOD = 4429
+    INTERNAL_ERROR = 4500
+
+
+# A refusal is an `error` message followed by a close with this code.
+REFUSAL_CLOSE_CODES = {
+    ErrorCode.INVALID_ROOM_ID: CloseCode.INVALID_ROOM_ID,
+    ErrorCode.ROOM_NOT_FOUND: CloseCode.ROOM_NOT_FOUND,
+    ErrorCode.ROOM_FULL: CloseCode.ROOM_FULL,
+    ErrorCode.ROOM_EXPIRED: CloseCode.ROOM_EXPIRED,
+}
+
+
+class BadMessage(Exception):
+    """The client sent something the protocol does not allow; the text says what."""
+
+
+# Client → server
+
+
+@dataclass(frozen=True)
+class Join:
+    name: str
+    publish: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Answer:
+    sdp: str
+
+
+@dataclass(frozen=True)
+class IceCandidate:
+    candidate: str | None  # None: end of candidates
+    sdp_mid: str | None
+    sdp_mline_index: int | None
+
+
+@dataclass(frozen=True)
+class Publish:
+    source: str
+
+
+@dataclass(frozen=True)
+class Unpublish:
+    source: str
+
+
+@dataclass(frozen=True)
+class Mute:
+    source: str
+    muted: bool
+
+
+@dataclass(frozen=True)
+class Leave:
+    pass
+
+
+ClientMessage = Join | Answer | IceCandidate | Publish | Unpublish | Mute | Leave
+
+
+def parse_client_message(text: str) -> ClientMessage:
+    """Parse one client frame, or raise BadMessage saying what is wrong with it."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise BadMessage("invalid JSON") from None
+    if not isinstance(data, dict):
+        raise BadMessage("a message must be a JSON object")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise BadMessage('missing "type"')
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        raise BadMessage(f"unknown message type {kind!r}")
+    return parser(data)
+
+
+def _field(data: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
+    if name not in data:
+        if required:
+            raise BadMessage(f'{data["type"]}: missing "{name}"')
+        return None
+    value = data[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise BadMessage(f'{data["type"]}: "{name}" must be a {kind.__name__}')
+    return value
+
+
+def _source(data: dict[str, Any], allowed: tuple[str, ...] = SOURCES) -> str:
+    source = _field(data, "source", str)
+    if source not in allowed:
+        raise BadMessage(f'{data["type"]}: "source" must be one of {", ".join(allowed)}')
+    return str(source)
+
+
+def _parse_join(data: dict[str, Any]) -> Join:
+    name = _field(data, "name", str).strip()
+    if not 1 <= len(name) <= MAX_NAME_LENGTH:
+        raise BadMessage(f'join: "name" must be 1 to {MAX_NAME_LENGTH} characters')
+    publish = _field(data, "publish", list, required=False) or []
+    if any(s not in SOURCES for s in publish) or len(set(publish)) != len(publish):
+        raise BadMessage(f'join: "publish" must list distinct sources from {", ".join(SOURCES)}')
+    return Join(name=name, publish=tuple(s for s in SOURCES if s in publish))
+
+
+def _parse_answer(data: dict[str, Any]) -> Answer:
+    sdp = _field(data, "sdp", str)
+    if not sdp.startswith("v=0"):
+        raise BadMessage('answer: "sdp" is not an SDP description')
+    return Answer(sdp=sdp)
+
+
+def _parse_ice_candidate(data: dict[str, Any]) -> IceCandidate:
+    candidate = data.get("candidate")
+    if candidate is not None and not isinstance(candidate, str):
+        raise BadMessage('ice-candidate: "candidate" must be a string or null')
+    mid = _field(data, "sdpMid", str, required=False)
+    index = _field(data, "sdpMLineIndex", int, required=False)
+    if candidate and mid is None and index is None:
+        raise BadMessage('ice-candidate: needs "sdpMid" or "sdpMLineIndex"')
+    return IceCandidate(candidate=candidate or None, sdp_mid=mid, sdp_mline_index=index)
+
+
+def _parse_mute(data: dict[str, Any]) -> Mute:
+    return Mute(source=_source(data, MUTABLE_SOURCES), muted=_field(data, "muted", bool))
+
+
+_PARSERS = {
+    "join": _parse_join,
+    "answer": _parse_answer,
+    "ice-candidate": _parse_ice_candidate,
+    "publish": lambda data: Publish(source=_source(data)),
+    "unpublish": lambda data: Unpublish(source=_source(data)),
+    "mute": _parse_mute,
+    "leave": lambda data: Leave(),
+}
+
+
+# Server → client
+
+
+@dataclass
+class PeerInfo:
+    peer_id: str
+    name: str
+    sources: list[str] = field(default_factory=list)
+    muted: dict[str, bool] = field(default_factory=lambda: {"camera": False, "microphone": False})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "peer_id": self.peer_id,
+            "name": self.name,
+            "sources": [s for s in SOURCES if s in self.sources],
+            "muted": dict(self.muted),
+        }
+
+
+def joined(
+    peer_id: str, room_id: str, peers: list[PeerInfo], ice_servers: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "type": "joined",
+        "peer_id": peer_id,
+        "room_id": room_id,
+        "peers": [p.to_json() for p in peers],
+        "ice_servers": ice_servers,
+    }
+
+
+def offer(sdp: str, tracks: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    return {
+        "type": "offer",
+        "sdp": sdp,
+        "tracks": {
+            mid: {"peer_id": peer_id, "source": source} for mid, (peer_id, source) in tracks.items()
+        },
+    }
+
+
+def error(code: ErrorCode, message: str) -> dict[str, Any]:
+    return {"type": "error", "code": str(code), "message": message}
+
+
+def peer_joined(peer: PeerInfo) -> dict[str, Any]:
+    return {"type": "peer-joined", "peer": peer.to_json()}
+
+
+def peer_left(peer_id: str) -> dict[str, Any]:
+    return {"type": "peer-left", "peer_id": peer_id}
+
+
+def peer_updated(peer: PeerInfo) -> dict[str, Any]:
+    return {"type": "peer-updated", "peer": peer.to_json()}
+
+
+def room_ended() -> dict[str, Any]:
+    return {"type": "room-ended"}

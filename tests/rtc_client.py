@@ -1,0 +1,244 @@
+"""An independent aiortc client speaking docs/protocol.md, instrumented for assertions.
+
+It does what a client author would: answers every offer, attaches its own tracks by mid
+(never with addTrack), trickles nothing (aiortc gathers before answering), and records
+what a user would see: encoded frames received per remote track, frames decoded, audio
+packets, sender reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtcpSrPacket
+
+from media import LoopedPacketTrack, opus_clip, video_clip
+
+TrackKey = tuple[str, str]
+
+
+@dataclass
+class Received:
+    """What arrived on one of our receiving m-lines."""
+
+    packets: int = 0
+    sequences: list[int] = field(default_factory=list)
+    payloads: dict[int, bytes] = field(default_factory=dict)  # last payload per sequence
+    ssrc: int | None = None
+    frames: list[bytes] = field(default_factory=list)  # encoded frames, before decoding
+    decoded: int = 0
+    first_decoded_at: float | None = None
+    sender_reports: list[tuple[float, int, int]] = field(default_factory=list)
+
+
+class RtcClient:
+    def __init__(
+        self,
+        base_url: str,
+        room_id: str,
+        name: str,
+        publish: tuple[str, ...] = ("camera", "microphone"),
+        video_codec: str = "VP8",
+        auto_answer: bool = True,
+    ) -> None:
+        self.base_url = base_url
+        self.room_id = room_id
+        self.name = name
+        self.publish = publish
+        self.auto_answer = auto_answer
+        self.tracks: dict[str, MediaStreamTrack] = {}
+        if "camera" in publish:
+            self.tracks["camera"] = LoopedPacketTrack(video_clip(video_codec))
+        if "microphone" in publish:
+            self.tracks["microphone"] = LoopedPacketTrack(opus_clip())
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy="max-bundle"))
+        self.pc.on("track", self._on_track)
+        self.peer_id: str | None = None
+        self.messages: list[dict[str, Any]] = []
+        self.offer_tracks: dict[str, TrackKey] = {}
+        self.received: dict[str, Received] = defaultdict(Received)
+        self.drop_next: dict[str, int] = {}  # mid -> sequence numbers still to drop once
+        self.dropped: dict[str, dict[int, bytes]] = defaultdict(dict)
+        self._session: aiohttp.ClientSession | None = None
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._new_message = asyncio.Event()
+        self._hooked: set[int] = set()
+        self.close_code: int | None = None
+
+    # Signaling
+
+    async def connect(self) -> None:
+        self._session = aiohttp.ClientSession()
+        ws_url = self.base_url.replace("http", "ws", 1) + f"/ws/{self.room_id}"
+        self.ws = await self._session.ws_connect(ws_url, autoping=True)
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def join(self) -> dict[str, Any]:
+        """Connect, send join, and return `joined` or `error`."""
+        if self.ws is None:
+            await self.connect()
+        await self.send({"type": "join", "name": self.name, "publish": list(self.publish)})
+        reply = await self.wait_for(lambda m: m["type"] in ("joined", "error"))
+        if reply["type"] == "joined":
+            self.peer_id = reply["peer_id"]
+        return reply
+
+    async def send(self, message: dict[str, Any] | str) -> None:
+        assert self.ws is not None
+        await self.ws.send_str(message if isinstance(message, str) else json.dumps(message))
+
+    async def wait_for(
+        self, predicate: Any, timeout: float = 10.0, start: int = 0
+    ) -> dict[str, Any]:
+        """The first message (from index `start`) matching `predicate`."""
+        deadline = time.monotonic() + timeout
+        index = start
+        while True:
+            while index < len(self.messages):
+                if predicate(self.messages[index]):
+                    return self.messages[index]
+                index += 1
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.name}: no matching message in {self.messages[start:]}")
+            self._new_message.clear()
+            try:
+                await asyncio.wait_for(self._new_message.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        async for frame in self.ws:
+            if frame.type != aiohttp.WSMsgType.TEXT:
+                break
+            message = json.loads(frame.data)
+            self.messages.append(message)
+            self._new_message.set()
+            if message["type"] == "offer" and self.auto_answer:
+                await self.answer(message)
+        self.close_code = self.ws.close_code
+        self._new_message.set()
+
+    async def answer(self, offer: dict[str, Any]) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        self.offer_tracks = {mid: (t["peer_id"], t["source"]) for mid, t in offer["tracks"].items()}
+        for transceiver in self.pc.getTransceivers():
+            self._instrument(transceiver)
+            owner = self.offer_tracks.get(transceiver.mid)
+            if owner is not None and owner[0] == self.peer_id:
+                # Attach by mid: addTrack could pick a remote peer's m-line.
+                transceiver.direction = "sendonly"
+                transceiver.sender.replaceTrack(self.tracks.get(owner[1]))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        await self.send({"type": "answer", "sdp": self.pc.localDescription.sdp})
+
+    # What we receive
+
+    def mid_of(self, key: TrackKey) -> str | None:
+        return next((mid for mid, owner in self.offer_tracks.items() if owner == key), None)
+
+    def received_from(self, peer_id: str, source: str) -> Received:
+        mid = self.mid_of((peer_id, source))
+        assert mid is not None, f"{self.name} has no m-line for {peer_id}/{source}"
+        return self.received[mid]
+
+    def _instrument(self, transceiver: RTCRtpTransceiver) -> None:
+        receiver = transceiver.receiver
+        if id(receiver) in self._hooked:
+            return
+        self._hooked.add(id(receiver))
+        handle_rtp = receiver._handle_rtp_packet
+        handle_rtcp = receiver._handle_rtcp_packet
+        decoder_queue = receiver._RTCRtpReceiver__decoder_queue
+        put = decoder_queue.put
+
+        async def on_rtp(packet: Any, arrival_time_ms: int) -> None:
+            mid = transceiver.mid
+            record = self.received[mid]
+            if self.drop_next.get(mid, 0) > 0 and record.packets > 30:
+                self.drop_next[mid] -= 1
+                self.dropped[mid][packet.sequence_number] = packet.payload
+                record.packets += 1
+                return
+            record.packets += 1
+            record.ssrc = packet.ssrc
+            record.sequences.append(packet.sequence_number)
+            record.payloads[packet.sequence_number] = packet.payload
+            await handle_rtp(packet, arrival_time_ms)
+
+        async def on_rtcp(packet: Any) -> None:
+            if isinstance(packet, RtcpSrPacket):
+                info = packet.sender_info
+                self.received[transceiver.mid].sender_reports.append(
+                    (time.time(), info.ntp_timestamp, info.rtp_timestamp)
+                )
+            await handle_rtcp(packet)
+
+        def on_frame(item: Any, *args: Any, **kwargs: Any) -> None:
+            if item is not None:
+                self.received[transceiver.mid].frames.append(bytes(item[1].data))
+            put(item, *args, **kwargs)
+
+        receiver._handle_rtp_packet = on_rtp
+        receiver._handle_rtcp_packet = on_rtcp
+        decoder_queue.put = on_frame
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
+        self._tasks.append(asyncio.ensure_future(self._consume(transceiver, track)))
+
+    async def _consume(self, transceiver: RTCRtpTransceiver, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                await track.recv()
+                record = self.received[transceiver.mid]
+                record.decoded += 1
+                if record.first_decoded_at is None:
+                    record.first_decoded_at = time.monotonic()
+        except MediaStreamError:
+            pass
+
+    async def wait_decoded(self, key: TrackKey, frames: int = 10, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            mid = self.mid_of(key)
+            if mid is not None and self.received[mid].decoded >= frames:
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"{self.name}: fewer than {frames} frames decoded from {key}")
+
+    async def wait_packets(self, key: TrackKey, packets: int = 10, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            mid = self.mid_of(key)
+            if mid is not None and self.received[mid].packets >= packets:
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"{self.name}: fewer than {packets} packets from {key}")
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.pc.close()
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
