@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
-from aiortc.sdp import SessionDescription
 
 from . import protocol
 from .config import Config
@@ -28,6 +27,7 @@ from .rtc_bridge import (
     ForwardingReceiver,
     ForwardingSender,
     add_forwarding_transceiver,
+    check_answer_matches_offer,
     is_mdns_candidate,
     jittered_rtcp_interval,
     negotiated_codecs,
@@ -195,7 +195,10 @@ class Peer:
         """Apply the client's answer; BadMessage leaves the offer pending."""
         if self.pc is None or self._answer_timer is None:
             raise BadMessage("answer: no offer is pending")
-        _check_answer_matches(self.pc, sdp)
+        try:
+            check_answer_matches_offer(self.pc, sdp)
+        except ValueError as exc:
+            raise BadMessage(f"answer: {exc}") from None
         try:
             await self.pc.setRemoteDescription(
                 RTCSessionDescription(sdp=strip_mdns_candidates(sdp), type="answer")
@@ -386,16 +389,3 @@ class Peer:
 def _media(slot: Slot) -> SlotMedia:
     assert isinstance(slot.handle, SlotMedia)
     return slot.handle
-
-
-def _check_answer_matches(pc: RTCPeerConnection, sdp: str) -> None:
-    """The answer must parse and have exactly our offer's m-lines, in order."""
-    try:
-        answer = SessionDescription.parse(sdp)
-    except Exception as exc:  # aiortc's parser raises whatever the bad line triggers
-        raise BadMessage(f"answer: unparsable SDP: {exc}") from None
-    offer = pc.localDescription
-    offered = [m.rtp.muxId for m in SessionDescription.parse(offer.sdp).media]
-    answered = [m.rtp.muxId for m in answer.media]
-    if offered != answered:
-        raise BadMessage(f"answer: m-lines {answered} do not match the offer's {offered}")

@@ -54,7 +54,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
     unwrap_rtx,
 )
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from .forwarding import DownTrack, ExtensionIds, UpTrack
 
@@ -458,6 +458,18 @@ def parse_remote_candidate(candidate: str, sdp_mid: str | None, sdp_mline_index:
     parsed.sdpMid = sdp_mid
     parsed.sdpMLineIndex = sdp_mline_index
     return parsed
+
+
+def check_answer_matches_offer(pc: RTCPeerConnection, sdp: str) -> None:
+    """ValueError unless the answer parses and has exactly our offer's m-lines, in order."""
+    try:
+        answer = SessionDescription.parse(sdp)
+    except Exception as exc:  # the parser raises whatever the bad line triggers
+        raise ValueError(f"unparsable SDP: {exc!r}") from None
+    offered = [m.rtp.muxId for m in SessionDescription.parse(pc.localDescription.sdp).media]
+    answered = [m.rtp.muxId for m in answer.media]
+    if offered != answered:
+        raise ValueError(f"m-lines {answered} do not match the offer's {offered}")
 
 
 _MDNS_CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ \S+\.local \d+ .*$", re.MULTILINE)

@@ -37,6 +37,7 @@ class Received:
     packets: int = 0
     sequences: list[int] = field(default_factory=list)
     payloads: dict[int, bytes] = field(default_factory=dict)  # last payload per sequence
+    timestamps: dict[int, int] = field(default_factory=dict)  # RTP timestamp per sequence
     ssrc: int | None = None
     frames: list[bytes] = field(default_factory=list)  # encoded frames, before decoding
     decoded: int = 0
@@ -70,8 +71,8 @@ class RtcClient:
         self.messages: list[dict[str, Any]] = []
         self.offer_tracks: dict[str, TrackKey] = {}
         self.received: dict[str, Received] = defaultdict(Received)
-        self.drop_next: dict[str, int] = {}  # mid -> sequence numbers still to drop once
-        self.dropped: dict[str, dict[int, bytes]] = defaultdict(dict)
+        self.drop_once: set[int] = set()  # SSRCs whose next packet the "network" loses
+        self.dropped: dict[int, int] = {}  # SSRC -> sequence number lost
         self._session: aiohttp.ClientSession | None = None
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -138,6 +139,7 @@ class RtcClient:
     async def answer(self, offer: dict[str, Any]) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
         self.offer_tracks = {mid: (t["peer_id"], t["source"]) for mid, t in offer["tracks"].items()}
+        self._instrument_network(self.pc.getTransceivers()[0])
         for transceiver in self.pc.getTransceivers():
             self._instrument(transceiver)
             owner = self.offer_tracks.get(transceiver.mid)
@@ -169,17 +171,12 @@ class RtcClient:
         put = decoder_queue.put
 
         async def on_rtp(packet: Any, arrival_time_ms: int) -> None:
-            mid = transceiver.mid
-            record = self.received[mid]
-            if self.drop_next.get(mid, 0) > 0 and record.packets > 30:
-                self.drop_next[mid] -= 1
-                self.dropped[mid][packet.sequence_number] = packet.payload
-                record.packets += 1
-                return
+            record = self.received[transceiver.mid]
             record.packets += 1
             record.ssrc = packet.ssrc
             record.sequences.append(packet.sequence_number)
             record.payloads[packet.sequence_number] = packet.payload
+            record.timestamps[packet.sequence_number] = packet.timestamp
             await handle_rtp(packet, arrival_time_ms)
 
         async def on_rtcp(packet: Any) -> None:
@@ -198,6 +195,28 @@ class RtcClient:
         receiver._handle_rtp_packet = on_rtp
         receiver._handle_rtcp_packet = on_rtcp
         decoder_queue.put = on_frame
+
+    def _instrument_network(self, transceiver: RTCRtpTransceiver) -> None:
+        """Lose chosen packets before SRTP, as a network would (SRTP headers are clear)."""
+        ice = transceiver.receiver.transport.transport
+        if id(ice) in self._hooked:
+            return
+        self._hooked.add(id(ice))
+        receive = ice._recv
+
+        async def lossy_receive() -> bytes:
+            while True:
+                data = await receive()
+                is_rtp = len(data) >= 12 and 128 <= data[0] < 192 and not 192 <= data[1] <= 223
+                if is_rtp and self.drop_once:
+                    ssrc = int.from_bytes(data[8:12], "big")
+                    if ssrc in self.drop_once:
+                        self.drop_once.discard(ssrc)
+                        self.dropped[ssrc] = int.from_bytes(data[2:4], "big")
+                        continue
+                return data
+
+        ice._recv = lossy_receive
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)

@@ -2,20 +2,173 @@
 
 from __future__ import annotations
 
-import asyncio
+import re
+import time
 
-from call_support import clients, create_room, eventually
+import pytest
+
+from call_support import base_url, clients, create_room, eventually
 from media import video_clip
+from rtc_client import RtcClient
 
 
-async def test_two_peers_see_each_other(make_config, make_client):
-    """Two clients each decode the other's video and receive its audio."""
+def nal_units(frame: bytes) -> list[bytes]:
+    """H264 Annex B frame -> its NAL units, whatever start code length separates them."""
+    return [unit.strip(b"\x00") for unit in re.split(b"\x00\x00\x01", frame) if unit.strip(b"\x00")]
+
+
+@pytest.mark.parametrize("codec", ["VP8", "H264"])
+async def test_four_peers_receive_identical_frames(make_config, make_client, codec):
+    """Four clients each decode the other three's video, whose encoded frames are the
+    publisher's bytes exactly, and receive their audio."""
+    http = await make_client(make_config(media={"video_codecs": [codec]}))
+    room_id = await create_room(http)
+    async with clients(http, room_id, 4, video_codec=codec) as peers:
+        for receiver in peers:
+            for sender in peers:
+                if sender is not receiver:
+                    await receiver.wait_decoded((sender.peer_id, "camera"), frames=15)
+                    await receiver.wait_packets((sender.peer_id, "microphone"), packets=25)
+        clip = video_clip(codec)
+        if codec == "VP8":
+            sent = set(clip.frames)
+        else:
+            sent = {unit for frame in clip.frames for unit in nal_units(frame)}
+        for receiver in peers:
+            for sender in peers:
+                if sender is receiver:
+                    continue
+                frames = receiver.received_from(sender.peer_id, "camera").frames
+                assert len(frames) >= 15
+                if codec == "VP8":
+                    assert all(frame in sent for frame in frames)
+                else:
+                    assert all(unit in sent for frame in frames for unit in nal_units(frame))
+
+
+async def test_offer_shares_msid_between_a_peers_audio_and_video(make_config, make_client):
+    """A remote peer's camera and microphone m-lines carry the same stream id (lip sync)."""
     http = await make_client(make_config())
     room_id = await create_room(http)
     async with clients(http, room_id, 2) as (a, b):
-        await a.wait_decoded((b.peer_id, "camera"), frames=10)
+        await b.wait_packets((a.peer_id, "camera"), packets=5)
+        offer = [m for m in b.messages if m["type"] == "offer"][-1]
+        mids = {info["source"]: mid for mid, info in offer["tracks"].items()
+                if info["peer_id"] == a.peer_id}
+        streams = {}
+        for section in offer["sdp"].split("m=")[1:]:
+            mid = re.search(r"a=mid:(\S+)", section).group(1)
+            msid = re.search(r"a=msid:(\S+) (\S+)", section)
+            if mid in mids.values():
+                streams[mid] = msid.group(1)
+        assert streams[mids["camera"]] == streams[mids["microphone"]] == a.peer_id
+
+
+async def test_fifth_client_gets_room_full(make_config, make_client):
+    """A fifth client is refused with ROOM_FULL and close code 4409."""
+    http = await make_client(make_config())
+    room_id = await create_room(http)
+    async with clients(http, room_id, 4, publish=()):
+        fifth = RtcClient(base_url(http), room_id, "E", publish=())
+        try:
+            reply = await fifth.join()
+            assert reply["type"] == "error" and reply["code"] == "ROOM_FULL"
+            await eventually(lambda: fifth.close_code is not None, what="close")
+            assert fifth.close_code == 4409
+        finally:
+            await fifth.close()
+
+
+async def test_client_leaving_mid_call(make_config, make_client):
+    """When one of three leaves, the others get peer-left, its m-lines go inactive in the
+    next offer, and the remaining media keeps flowing."""
+    http = await make_client(make_config())
+    room_id = await create_room(http)
+    async with clients(http, room_id, 3) as (a, b, c):
+        await a.wait_decoded((b.peer_id, "camera"), frames=5)
+        await a.wait_decoded((c.peer_id, "camera"), frames=5)
+        c_mids = {a.mid_of((c.peer_id, s)) for s in ("camera", "microphone")}
+        start = len(a.messages)
+        await c.send({"type": "leave"})
+        await eventually(lambda: c.close_code is not None, what="close after leave")
+        assert c.close_code == 1000
+        await a.wait_for(lambda m: m == {"type": "peer-left", "peer_id": c.peer_id}, start=start)
+        offer = await a.wait_for(lambda m: m["type"] == "offer", start=start)
+        assert not any(info["peer_id"] == c.peer_id for info in offer["tracks"].values())
+        for mid in c_mids:
+            section = offer["sdp"].split(f"a=mid:{mid}\r\n")[0].rsplit("m=", 1)[1]
+            section += offer["sdp"].split(f"a=mid:{mid}\r\n")[1].split("m=", 1)[0]
+            assert "a=inactive" in section
+        before = a.received_from(b.peer_id, "camera").decoded
+        await eventually(
+            lambda: a.received_from(b.peer_id, "camera").decoded > before + 15,
+            what="B's video still reaching A",
+        )
+
+
+async def test_joining_mid_call_decodes_keyframe_within_one_second(make_config, make_client):
+    """A client joining a running call decodes the others' video within 1 s of its answer."""
+    http = await make_client(make_config())
+    room_id = await create_room(http)
+    async with clients(http, room_id, 2) as (a, b):
         await b.wait_decoded((a.peer_id, "camera"), frames=10)
-        await a.wait_packets((b.peer_id, "microphone"), packets=20)
-        frames = set(video_clip("VP8").frames)
-        received = a.received_from(b.peer_id, "camera").frames
-        assert received and all(f in frames for f in received)
+        late = RtcClient(base_url(http), room_id, "C")
+        try:
+            await late.join()
+            await late.wait_for(lambda m: m["type"] == "offer" and len(m["tracks"]) >= 6)
+            answered = time.monotonic()
+            await late.wait_decoded((a.peer_id, "camera"), frames=1, timeout=5)
+            elapsed = late.received_from(a.peer_id, "camera").first_decoded_at - answered
+            assert elapsed < 1.0, f"first frame after {elapsed:.3f} s"
+        finally:
+            await late.close()
+
+
+async def test_receive_only_client_alone_gets_no_offer(make_config, make_client):
+    """A receive-only client alone in a room gets no offer until someone publishes."""
+    http = await make_client(make_config())
+    room_id = await create_room(http)
+    async with clients(http, room_id, 1, publish=()) as (viewer,):
+        await viewer.wait_for(lambda m: m["type"] == "joined")
+        with pytest.raises(TimeoutError):
+            await viewer.wait_for(lambda m: m["type"] == "offer", timeout=1.0)
+        async with clients(http, room_id, 1) as (publisher,):
+            await viewer.wait_decoded((publisher.peer_id, "camera"), frames=5)
+            assert all(owner[0] == publisher.peer_id for owner in viewer.offer_tracks.values())
+
+
+async def test_screen_share_mline_is_freed_and_reused(make_config, make_client):
+    """Unpublishing frees the screen m-line (inactive), and publishing again reuses it."""
+    http = await make_client(make_config())
+    room_id = await create_room(http)
+    async with clients(http, room_id, 2) as (a, b):
+        await b.wait_packets((a.peer_id, "camera"), packets=5)
+        a.tracks["screen"] = a.tracks["camera"]  # the clip stands in for a screen
+
+        start = len(b.messages)
+        await a.send({"type": "publish", "source": "screen"})
+        update = await b.wait_for(lambda m: m["type"] == "peer-updated", start=start)
+        assert update["peer"]["sources"] == ["camera", "microphone", "screen"]
+        await b.wait_decoded((a.peer_id, "screen"), frames=5)
+        screen_mid = b.mid_of((a.peer_id, "screen"))
+        stream = re.search(rf"a=mid:{screen_mid}\r\n(?:.*\r\n)*?a=msid:(\S+)",
+                           b.messages[-1]["sdp"] if b.messages[-1]["type"] == "offer" else
+                           [m for m in b.messages if m["type"] == "offer"][-1]["sdp"])
+        assert stream and stream.group(1) == f"{a.peer_id}-screen"
+
+        start = len(b.messages)
+        await a.send({"type": "unpublish", "source": "screen"})
+        offer = await b.wait_for(lambda m: m["type"] == "offer", start=start)
+        assert screen_mid not in offer["tracks"]
+
+        start = len(b.messages)
+        await a.send({"type": "publish", "source": "screen"})
+        offer = await b.wait_for(
+            lambda m: m["type"] == "offer"
+            and {"peer_id": a.peer_id, "source": "screen"} in m["tracks"].values(),
+            start=start,
+        )
+        assert offer["tracks"][screen_mid] == {"peer_id": a.peer_id, "source": "screen"}
+        before = b.received[screen_mid].decoded
+        await eventually(lambda: b.received[screen_mid].decoded > before + 5,
+                         what="screen video on the reused m-line")
