@@ -1,0 +1,230 @@
+"""Signaling refusals, bad input, endings and vanished peers, over a real WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import aiohttp
+import pytest
+
+from call_support import base_url, clients, create_room, eventually
+from kaamos_sfu.appkeys import API_SECRET, REGISTRY
+from kaamos_sfu.auth import issue_token
+from rtc_client import RtcClient
+
+
+async def raw_socket(http, path: str) -> aiohttp.ClientWebSocketResponse:
+    return await http.ws_connect(path)
+
+
+async def receive_json(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> dict:
+    message = await ws.receive(timeout=timeout)
+    assert message.type == aiohttp.WSMsgType.TEXT, message
+    return json.loads(message.data)
+
+
+async def expect_close(ws: aiohttp.ClientWebSocketResponse, code: int) -> None:
+    message = await ws.receive(timeout=5.0)
+    assert message.type == aiohttp.WSMsgType.CLOSE, message
+    assert message.data == code
+
+
+JOIN = {"type": "join", "name": "Alice", "publish": []}
+
+
+@pytest.mark.parametrize(
+    ("room_id", "code", "close_code"),
+    [("not-a-room", "INVALID_ROOM_ID", 4400), ("AAAAAAAAAA", "ROOM_NOT_FOUND", 4404)],
+)
+async def test_join_refusals_arrive_as_error_then_close(client, room_id, code, close_code):
+    """A bad or unknown room id is an `error` message on an accepted socket, then a close."""
+    ws = await raw_socket(client, f"/ws/{room_id}")
+    await ws.send_json(JOIN)
+    reply = await receive_json(ws)
+    assert reply["type"] == "error" and reply["code"] == code and reply["message"]
+    await expect_close(ws, close_code)
+
+
+async def test_expired_room_is_refused(make_config, make_client):
+    """Joining a room past its expiry gets ROOM_EXPIRED and close 4410."""
+    http = await make_client(make_config(rooms={"expire_after_hours": 0.0001}))
+    room_id = await create_room(http)
+    await asyncio.sleep(0.5)
+    ws = await raw_socket(http, f"/ws/{room_id}")
+    await ws.send_json(JOIN)
+    assert (await receive_json(ws))["code"] == "ROOM_EXPIRED"
+    await expect_close(ws, 4410)
+
+
+BAD_FRAMES = [
+    "not json",
+    "[1, 2]",
+    json.dumps({"name": "no type"}),
+    json.dumps({"type": "dance"}),
+    json.dumps({"type": "join"}),
+    json.dumps({"type": "join", "name": ""}),
+    json.dumps({"type": "join", "name": "A", "publish": ["camera", "camera"]}),
+    json.dumps({"type": "join", "name": "A", "publish": ["hologram"]}),
+    json.dumps({"type": "answer", "sdp": "v=0\r\n"}),  # before join
+]
+
+
+async def test_every_bad_message_gets_bad_message_and_the_socket_stays(make_config, make_client):
+    """Each malformed or misplaced frame gets BAD_MESSAGE; a valid join still works after."""
+    client = await make_client(make_config(signaling={"max_bad_messages": 100}))
+    room_id = await create_room(client)
+    ws = await raw_socket(client, f"/ws/{room_id}")
+    for frame in BAD_FRAMES:
+        await ws.send_str(frame)
+        reply = await receive_json(ws)
+        assert reply["type"] == "error" and reply["code"] == "BAD_MESSAGE", (frame, reply)
+    await ws.send_bytes(b"\x00binary")
+    assert (await receive_json(ws))["code"] == "BAD_MESSAGE"
+    await ws.send_str(json.dumps({"type": "join", "name": "x" * 70_000}))
+    oversized = await receive_json(ws)
+    assert oversized["code"] == "BAD_MESSAGE" and "65536" in oversized["message"]
+    await ws.send_json(JOIN)
+    assert (await receive_json(ws))["type"] == "joined"
+    for frame in [
+        json.dumps({"type": "join", "name": "again"}),
+        json.dumps({"type": "answer", "sdp": "v=0\r\n"}),
+        json.dumps({"type": "mute", "source": "screen", "muted": True}),
+        json.dumps({"type": "mute", "source": "camera", "muted": "yes"}),
+        json.dumps({"type": "unpublish", "source": "camera"}),
+        json.dumps({"type": "ice-candidate", "candidate": "candidate:1 1 udp", "sdpMid": None}),
+    ]:
+        await ws.send_str(frame)
+        reply = await receive_json(ws)
+        assert reply["code"] == "BAD_MESSAGE", (frame, reply)
+    await ws.close()
+
+
+async def test_flood_of_bad_messages_closes_with_4429(make_config, make_client):
+    """More bad messages than signaling.max_bad_messages in 10 s closes the socket."""
+    http = await make_client(make_config(signaling={"max_bad_messages": 3}))
+    room_id = await create_room(http)
+    ws = await raw_socket(http, f"/ws/{room_id}")
+    for _ in range(4):
+        await ws.send_str("{")
+    for _ in range(4):
+        assert (await receive_json(ws))["code"] == "BAD_MESSAGE"
+    await expect_close(ws, 4429)
+
+
+async def test_socket_without_join_is_closed(make_config, make_client):
+    """A socket that never joins is closed with 4408 after signaling.join_timeout_seconds."""
+    http = await make_client(make_config(signaling={"join_timeout_seconds": 0.3}))
+    room_id = await create_room(http)
+    ws = await raw_socket(http, f"/ws/{room_id}")
+    await expect_close(ws, 4408)
+
+
+async def test_bad_answer_keeps_the_offer_pending(make_config, make_client):
+    """An unusable answer gets BAD_MESSAGE; the same offer stays pending and a corrected
+    answer brings the media up."""
+    http = await make_client(make_config())
+    room_id = await create_room(http)
+    async with clients(http, room_id, 1) as (a,):
+        b = RtcClient(base_url(http), room_id, "B", auto_answer=False)
+        try:
+            await b.join()
+            offer = await b.wait_for(lambda m: m["type"] == "offer")
+            start = len(b.messages)
+            await b.send({"type": "answer", "sdp": "v=0\r\nthis is not sdp\r\n"})
+            error = await b.wait_for(lambda m: m["type"] == "error", start=start)
+            assert error["code"] == "BAD_MESSAGE"
+            b.auto_answer = True  # for the renegotiations that follow
+            await b.answer(offer)
+            await b.wait_decoded((a.peer_id, "camera"), frames=5)
+            await a.wait_decoded((b.peer_id, "camera"), frames=5)
+        finally:
+            await b.close()
+
+
+async def test_unanswered_offer_ends_the_connection(make_config, make_client):
+    """A client that never answers is disconnected with 4408; the others get peer-left."""
+    http = await make_client(make_config(signaling={"answer_timeout_seconds": 0.5}))
+    room_id = await create_room(http)
+    async with clients(http, room_id, 1) as (a,):
+        silent = RtcClient(base_url(http), room_id, "B", auto_answer=False)
+        try:
+            await silent.join()
+            await eventually(lambda: silent.close_code is not None, timeout=5, what="close")
+            assert silent.close_code == 4408
+            await a.wait_for(lambda m: m == {"type": "peer-left", "peer_id": silent.peer_id})
+        finally:
+            await silent.close()
+
+
+async def test_a_flooding_peer_does_not_disturb_the_others(make_config, make_client):
+    """While one peer floods garbage until it is cut off, the others' media keeps flowing."""
+    http = await make_client(make_config())
+    room_id = await create_room(http)
+    async with clients(http, room_id, 3) as (a, b, noisy):
+        await a.wait_decoded((b.peer_id, "camera"), frames=5)
+        before = a.received_from(b.peer_id, "camera").decoded
+        for _ in range(30):
+            await noisy.send("garbage")
+        await eventually(lambda: noisy.close_code == 4429, what="flood close")
+        await a.wait_for(lambda m: m == {"type": "peer-left", "peer_id": noisy.peer_id})
+        await eventually(
+            lambda: a.received_from(b.peer_id, "camera").decoded > before + 30,
+            what="B's video still reaching A",
+        )
+
+
+async def test_vanished_client_is_removed_within_ten_seconds(make_config, make_client):
+    """A client that stops answering (no close, no media, no pongs) is removed in < 10 s."""
+    http = await make_client(make_config())
+    room_id = await create_room(http)
+    async with clients(http, room_id, 2) as (a, ghost):
+        await a.wait_decoded((ghost.peer_id, "camera"), frames=5)
+        # Freeze the ghost: stop reading its socket (no pongs) and silence its media.
+        ghost._reader.cancel()
+        for transceiver in ghost.pc.getTransceivers():
+            transceiver.sender.replaceTrack(None)
+        ice = ghost.pc.getTransceivers()[0].receiver.transport.transport
+
+        async def dead_send(data: bytes) -> None:
+            return None
+
+        ice._send = dead_send
+        ice._connection.send = dead_send
+        vanished = time.monotonic()
+        await a.wait_for(lambda m: m == {"type": "peer-left", "peer_id": ghost.peer_id},
+                         timeout=12)
+        assert time.monotonic() - vanished < 10
+
+
+async def test_deleting_a_room_ends_the_call(make_config, make_client):
+    """DELETE /api/rooms/{id}: every peer gets room-ended and close 4001."""
+    http = await make_client(make_config())
+    room_id = await create_room(http)
+    async with clients(http, room_id, 2, publish=()) as (a, b):
+        token = issue_token(http.server.app[API_SECRET], "tests")
+        response = await http.delete(
+            f"/api/rooms/{room_id}", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status == 204
+        for peer in (a, b):
+            await peer.wait_for(lambda m: m == {"type": "room-ended"})
+            await eventually(lambda: peer.close_code is not None, what="close")
+            assert peer.close_code == 4001
+        assert await http.server.app[REGISTRY].get(room_id) is None
+
+
+async def test_leave_closes_with_1000_and_room_reports_participants(make_config, make_client):
+    """GET /api/rooms/{id} counts participants; after leave the socket closes with 1000."""
+    http = await make_client(make_config())
+    room_id = await create_room(http)
+    async with clients(http, room_id, 2, publish=()) as (a, b):
+        info = await (await http.get(f"/api/rooms/{room_id}")).json()
+        assert info["participants"] == 2 and info["active"] is True
+        await a.send({"type": "leave"})
+        await eventually(lambda: a.close_code is not None, what="close")
+        assert a.close_code == 1000
+        await b.wait_for(lambda m: m == {"type": "peer-left", "peer_id": a.peer_id})
+        info = await (await http.get(f"/api/rooms/{room_id}")).json()
+        assert info["participants"] == 1
