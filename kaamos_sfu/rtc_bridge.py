@@ -12,7 +12,6 @@ fails loudly instead of silently decoding again.
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -472,9 +471,6 @@ def check_answer_matches_offer(pc: RTCPeerConnection, sdp: str) -> None:
         raise ValueError(f"m-lines {answered} do not match the offer's {offered}")
 
 
-_MDNS_CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ \S+\.local \d+ .*$", re.MULTILINE)
-
-
 def is_mdns_candidate(candidate: str) -> bool:
     parts = candidate.split()
     return len(parts) > 4 and parts[4].endswith(".local")
@@ -482,7 +478,10 @@ def is_mdns_candidate(candidate: str) -> bool:
 
 def strip_mdns_candidates(sdp: str) -> str:
     """Drop `*.local` candidates: resolving them would send multicast mDNS queries."""
-    return _MDNS_CANDIDATE.sub("", sdp).replace("\r\n\r\n", "\r\n")
+    lines = sdp.split("\r\n")
+    return "\r\n".join(
+        line for line in lines if not (line.startswith("a=candidate:") and is_mdns_candidate(line))
+    )
 
 
 def jittered_rtcp_interval() -> float:

@@ -1,0 +1,66 @@
+"""The aiortc internals the bridge relies on, and proof that the SFU never decodes."""
+
+from __future__ import annotations
+
+import threading
+
+import aioice.ice
+from aiortc import RTCPeerConnection
+
+from call_support import clients, create_room
+from kaamos_sfu import rtc_bridge
+from kaamos_sfu.appkeys import ROOMS
+from kaamos_sfu.rtc_bridge import ForwardingReceiver, ForwardingSender
+
+
+async def test_aiortc_internals_are_the_ones_the_bridge_uses():
+    """Fails loudly when an aiortc/aioice upgrade moves an internal the bridge touches."""
+    pc = RTCPeerConnection()
+    try:
+        rtc_bridge.check_internals(pc)
+    finally:
+        await pc.close()
+
+
+def test_configured_host_addresses_replace_aioice_gathering():
+    """configure_ice makes aioice gather exactly the configured addresses, 127.0.0.1 too."""
+    try:
+        rtc_bridge.configure_ice(["127.0.0.1", "::1"])
+        assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False) == ["127.0.0.1"]
+        assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1", "::1"]
+    finally:
+        rtc_bridge.configure_ice(["127.0.0.1"])
+
+
+def test_mdns_candidates_are_stripped():
+    """`.local` candidates never reach aioice, which would resolve them by multicast."""
+    sdp = (
+        "v=0\r\na=candidate:1 1 udp 2122260223 3f2a.local 50000 typ host\r\n"
+        "a=candidate:2 1 udp 2122260223 127.0.0.1 50001 typ host\r\n"
+    )
+    assert rtc_bridge.strip_mdns_candidates(sdp) == (
+        "v=0\r\na=candidate:2 1 udp 2122260223 127.0.0.1 50001 typ host\r\n"
+    )
+    assert rtc_bridge.is_mdns_candidate("candidate:1 1 udp 1 ab.local 5 typ host")
+    assert not rtc_bridge.is_mdns_candidate("candidate:1 1 udp 1 127.0.0.1 5 typ host")
+
+
+async def test_server_side_forwards_without_decoding_or_encoding(make_config, make_client):
+    """In a live call, every server transceiver forwards: no decoder thread, no RTP task."""
+    http = await make_client(make_config())
+    room_id = await create_room(http)
+    async with clients(http, room_id, 2) as (a, b):
+        await b.wait_decoded((a.peer_id, "camera"), frames=5)
+        room = http.server.app[ROOMS].rooms[room_id]
+        transceivers = [t for p in room.peers.values() for t in p.pc.getTransceivers()]
+        assert len(transceivers) == 8
+        for transceiver in transceivers:
+            receiver, sender = transceiver.receiver, transceiver.sender
+            assert isinstance(receiver, ForwardingReceiver)
+            assert isinstance(sender, ForwardingSender)
+            assert receiver._RTCRtpReceiver__decoder_thread is None
+            assert sender._RTCRtpSender__rtp_task is None
+            assert sender._RTCRtpSender__rtcp_task is None
+        # The clients decode (2 clients x 2 remote tracks); the server adds no thread.
+        decoders = [t for t in threading.enumerate() if t.name.endswith("-decoder")]
+        assert len(decoders) == 4
