@@ -54,12 +54,14 @@ class RtcClient:
         publish: tuple[str, ...] = ("camera", "microphone"),
         video_codec: str = "VP8",
         auto_answer: bool = True,
+        decode: bool = True,
     ) -> None:
         self.base_url = base_url
         self.room_id = room_id
         self.name = name
         self.publish = publish
         self.auto_answer = auto_answer
+        self.decode = decode  # False: count packets and frames, skip the decoder (benchmarks)
         self.tracks: dict[str, MediaStreamTrack] = {}
         if "camera" in publish:
             self.tracks["camera"] = LoopedPacketTrack(video_clip(video_codec))
@@ -188,9 +190,11 @@ class RtcClient:
             await handle_rtcp(packet)
 
         def on_frame(item: Any, *args: Any, **kwargs: Any) -> None:
-            if item is not None:
+            if item is None:
+                put(item, *args, **kwargs)
+            elif self.decode:
                 self.received[transceiver.mid].frames.append(bytes(item[1].data))
-            put(item, *args, **kwargs)
+                put(item, *args, **kwargs)
 
         receiver._handle_rtp_packet = on_rtp
         receiver._handle_rtcp_packet = on_rtcp
