@@ -1,0 +1,346 @@
+"""UpTrack: fan-out to DownTracks, keyframe-request throttle, sender clock and REMB minimum."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+from kaamos_sfu.forwarding import uptrack as uptrack_module
+from kaamos_sfu.forwarding.downtrack import DownTrack, ExtensionIds, SenderClock
+from kaamos_sfu.forwarding.uptrack import KEYFRAME_REQUEST_INTERVAL, UpTrack, abs_send_time
+
+PUBLISHER_SSRC = 0x5EED0001
+VP8_KEY = bytes([0x10, 0x10, 0x9D, 0x01, 0x2A])
+VP8_INTER = bytes([0x10, 0x11, 0x00])
+
+
+@dataclass
+class Extensions:
+    audio_level: tuple[bool, int] | None = None
+
+
+@dataclass
+class Packet:
+    sequence_number: int
+    timestamp: int = 0
+    payload: bytes = b"\x01\x02"
+    marker: int = 0
+    payload_type: int = 96
+    ssrc: int = PUBLISHER_SSRC
+    csrc: list[int] = field(default_factory=list)
+    extensions: object = field(default_factory=Extensions)  # as aiortc's: .audio_level
+
+
+class Sink:
+    """Records the bytes a DownTrack sends; can run a hook while "sending"."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.hook = lambda: None
+
+    async def send_rtp(self, data: bytes) -> None:
+        self.sent.append(data)
+        self.hook()
+
+
+class FakeTime:
+    """Stands in for the `time` module inside uptrack.py only (asyncio keeps the real one)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.wall = 1_700_000_000.25
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.wall
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    fake = FakeTime()
+    monkeypatch.setattr(uptrack_module, "time", fake)
+    return fake
+
+
+class Requests:
+    """A fake request_keyframe recording the SSRCs it was asked about."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    async def __call__(self, media_ssrc: int) -> None:
+        self.calls.append(media_ssrc)
+
+
+def make_uptrack(requests: Requests, kind: str = "video") -> UpTrack:
+    track = UpTrack(
+        peer_id="Qm3xT9aLk2",
+        source="camera" if kind == "video" else "microphone",
+        kind=kind,
+        codec_name="VP8" if kind == "video" else "opus",
+        clock_rate=90_000 if kind == "video" else 48_000,
+        payload_type=96,
+        request_keyframe=requests,
+    )
+    track.media_ssrc = PUBLISHER_SSRC
+    return track
+
+
+def make_downtrack(uptrack: UpTrack, ssrc: int, payload_type: int = 100) -> DownTrack:
+    downtrack = DownTrack(
+        sink=Sink(),
+        ssrc=ssrc,
+        kind=uptrack.kind,
+        codec_name=uptrack.codec_name,
+        clock_rate=uptrack.clock_rate,
+        payload_types={96: payload_type},
+        mid=str(ssrc & 0xF),
+        extension_ids=ExtensionIds(mid=1, abs_send_time=3),
+        start_sequence=ssrc & 0x7FFF,
+        start_timestamp=0,
+    )
+    uptrack.attach(downtrack)
+    return downtrack
+
+
+def sent(downtrack: DownTrack) -> list[RtpPacket]:
+    sink = downtrack.sink
+    assert isinstance(sink, Sink)
+    return [RtpPacket.parse(data) for data in sink.sent]
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (0.0, 0),
+        (1.0, 1 << 18),
+        (0.5, 1 << 17),
+        (63.999_999, 0xFFFFFF),
+        (64.0, 0),  # 6 bits of seconds: wraps every 64 s
+        (65.25, (1 << 18) + (1 << 16)),
+        (1_700_000_000.25, (1_700_000_000 % 64 << 18) + (1 << 16)),
+    ],
+)
+def test_abs_send_time(now: float, expected: int) -> None:
+    """abs-send-time is wall-clock seconds in 6.18 fixed point, 24 bits."""
+    assert abs_send_time(now) == expected
+
+
+async def test_fan_out_to_every_downtrack(clock: FakeTime) -> None:
+    """Each attached DownTrack sends every packet, with its own SSRC and payload type."""
+    requests = Requests()
+    up = make_uptrack(requests, "audio")
+    downs = [
+        make_downtrack(up, ssrc, pt) for ssrc, pt in ((0x1001, 100), (0x2002, 111), (0x3003, 96))
+    ]
+    for sequence in range(5):
+        await up.forward(Packet(sequence, timestamp=960 * sequence, payload=bytes([sequence])))
+    for down, (ssrc, pt) in zip(downs, ((0x1001, 100), (0x2002, 111), (0x3003, 96))):
+        packets = sent(down)
+        assert [p.ssrc for p in packets] == [ssrc] * 5
+        assert {p.payload_type for p in packets} == {pt}
+        assert [p.payload for p in packets] == [bytes([s]) for s in range(5)]
+    assert up.packets_received == 5
+    assert requests.calls == []
+
+
+async def test_abs_send_time_from_wall_clock(clock: FakeTime) -> None:
+    """Packets are stamped with abs-send-time of the wall clock when forwarded."""
+    up = make_uptrack(Requests(), "audio")
+    down = make_downtrack(up, 0x1001)
+    clock.wall = 3.5
+    await up.forward(Packet(1))
+    extensions_map = HeaderExtensionsMap()
+    extensions_map.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(
+                    id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+                )
+            ]
+        )
+    )
+    assert isinstance(down.sink, Sink)
+    packet = RtpPacket.parse(down.sink.sent[0], extensions_map)
+    assert packet.extensions.abs_send_time == abs_send_time(3.5) == (7 << 17)
+
+
+async def test_padding_only_packets_are_not_forwarded(clock: FakeTime) -> None:
+    """A packet without payload (a bandwidth probe) is counted but reaches no subscriber."""
+    requests = Requests()
+    up = make_uptrack(requests, "video")
+    down = make_downtrack(up, 0x1001)
+    await up.forward(Packet(1, payload=VP8_KEY))
+    await up.forward(Packet(2, payload=b""))
+    await up.forward(Packet(3, payload=VP8_INTER))
+    assert [p.sequence_number for p in sent(down)] == [0x1001, 0x1001 + 2]
+    assert up.packets_received == 3
+    assert requests.calls == []
+
+
+async def test_detach_during_forwarding_is_safe(clock: FakeTime) -> None:
+    """Detaching a DownTrack while a packet is being sent neither breaks nor skips the loop."""
+    up = make_uptrack(Requests(), "audio")
+    first, second, third = (make_downtrack(up, s) for s in (0x1001, 0x2002, 0x3003))
+    assert isinstance(first.sink, Sink)
+    first.sink.hook = lambda: up.detach(second)
+    await up.forward(Packet(1))
+    assert len(sent(third)) == 1  # the loop went on to the end
+    first.sink.hook = lambda: None
+    await up.forward(Packet(2))
+    assert up.downtracks == (first, third)
+    # the packet in flight still reached it (the loop walks the tuple it started with);
+    # nothing after it was detached
+    assert len(sent(second)) == 1
+    assert [len(sent(d)) for d in (first, third)] == [2, 2]
+
+
+async def test_attach_during_forwarding_starts_with_the_next_packet(clock: FakeTime) -> None:
+    """A DownTrack attached while a packet is being sent gets the packets after it."""
+    up = make_uptrack(Requests(), "audio")
+    first = make_downtrack(up, 0x1001)
+    late: list[DownTrack] = []
+    assert isinstance(first.sink, Sink)
+    first.sink.hook = lambda: late.append(make_downtrack(up, 0x2002)) if not late else None
+    await up.forward(Packet(1))
+    await up.forward(Packet(2))
+    assert [len(sent(d)) for d in (first, late[0])] == [2, 1]
+    assert sent(late[0])[0].sequence_number == 0x2002
+
+
+def test_detach_unknown_downtrack_is_harmless() -> None:
+    """Detaching a DownTrack that is not attached leaves the others in place."""
+    up = make_uptrack(Requests())
+    kept = make_downtrack(up, 0x1001)
+    other = make_downtrack(make_uptrack(Requests()), 0x2002)
+    up.detach(other)
+    assert up.downtracks == (kept,)
+
+
+async def test_waiting_video_requests_a_keyframe(clock: FakeTime) -> None:
+    """Video subscribers waiting for a keyframe make one PLI per packet at most, to the SSRC."""
+    requests = Requests()
+    up = make_uptrack(requests, "video")
+    make_downtrack(up, 0x1001)
+    make_downtrack(up, 0x2002)
+    await up.forward(Packet(1, payload=VP8_INTER))
+    assert requests.calls == [PUBLISHER_SSRC]
+    assert up.keyframe_requests == 1
+
+
+async def test_no_request_once_every_subscriber_started(clock: FakeTime) -> None:
+    """Packets dropped for other reasons than a missing keyframe ask for nothing."""
+    requests = Requests()
+    up = make_uptrack(requests, "video")
+    down = make_downtrack(up, 0x1001)
+    await up.forward(Packet(10, payload=VP8_KEY))
+    clock.now += 10
+    await up.forward(Packet(9, payload=VP8_INTER))  # older than the start: dropped
+    await up.forward(Packet(11, payload=VP8_INTER, payload_type=97))  # unknown PT: dropped
+    assert len(sent(down)) == 1
+    assert requests.calls == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "media_ssrc", "expected"),
+    [
+        ("video", PUBLISHER_SSRC, [PUBLISHER_SSRC]),
+        ("video", None, []),  # no packet yet: nobody to ask
+        ("audio", PUBLISHER_SSRC, []),  # audio has no keyframes
+    ],
+)
+async def test_request_keyframe_needs_video_and_ssrc(
+    clock: FakeTime, kind: str, media_ssrc: int | None, expected: list[int]
+) -> None:
+    """A keyframe request goes upstream only for video whose media SSRC is known."""
+    requests = Requests()
+    up = make_uptrack(requests, kind)
+    up.media_ssrc = media_ssrc
+    await up.request_keyframe()
+    assert requests.calls == expected
+    assert up.keyframe_requests == len(expected)
+
+
+@pytest.mark.parametrize(
+    ("times", "sent_at"),
+    [
+        ([1000.0, 1000.1, 1000.499, 1000.5, 1000.9, 1001.0], [1000.0, 1000.5, 1001.0]),
+        ([5.0, 5.0, 5.0], [5.0]),
+        ([5.0, 5.6, 6.2, 6.8], [5.0, 5.6, 6.2, 6.8]),
+        ([0.0, 0.25, 0.5], [0.0, 0.5]),  # right after boot the first request still goes out
+    ],
+)
+async def test_keyframe_request_throttle(
+    clock: FakeTime, times: list[float], sent_at: list[float]
+) -> None:
+    """At most one keyframe request per KEYFRAME_REQUEST_INTERVAL (500 ms)."""
+    assert KEYFRAME_REQUEST_INTERVAL == 0.5
+    requests = Requests()
+    up = make_uptrack(requests, "video")
+    went_out = []
+    for t in times:
+        clock.now = t
+        before = len(requests.calls)
+        await up.request_keyframe()
+        if len(requests.calls) > before:
+            went_out.append(t)
+    assert went_out == sent_at
+    assert up.keyframe_requests == len(sent_at)
+
+
+async def test_forward_requests_are_throttled_too(clock: FakeTime) -> None:
+    """A stream of inter frames to a waiting subscriber yields one PLI per interval."""
+    requests = Requests()
+    up = make_uptrack(requests, "video")
+    make_downtrack(up, 0x1001)
+    for i in range(10):  # 10 packets over 0.9 s
+        clock.now = 1000.0 + 0.1 * i
+        await up.forward(Packet(i, payload=VP8_INTER))
+    assert len(requests.calls) == 2
+
+
+def test_sender_report_records_the_clock(clock: FakeTime) -> None:
+    """A publisher's SR is kept with the local monotonic time it arrived."""
+    up = make_uptrack(Requests())
+    clock.now = 42.5
+    up.on_sender_report(0x1234_5678_9ABC_DEF0, 0xDEADBEEF)
+    assert up.sender_clock == SenderClock(
+        ntp=0x1234_5678_9ABC_DEF0, rtp=0xDEADBEEF, received_at=42.5
+    )
+
+
+@pytest.mark.parametrize(
+    ("estimates", "expected"),
+    [
+        ([], None),
+        ([None], None),
+        ([None, None], None),
+        ([800_000], 800_000),
+        ([None, 500_000, 300_000], 300_000),
+        ([300_000, 2_000_000, 1_000_000], 300_000),
+        ([2_000_000, None, 64_000], 64_000),
+    ],
+)
+def test_bandwidth_estimate_is_the_minimum(
+    estimates: list[int | None], expected: int | None
+) -> None:
+    """The publisher is told the weakest subscriber's REMB; subscribers without one don't count."""
+    up = make_uptrack(Requests())
+    for i, estimate in enumerate(estimates):
+        make_downtrack(up, 0x1000 + i).remb_bps = estimate
+    assert up.bandwidth_estimate() == expected
+
+
+def test_bandwidth_estimate_ignores_detached() -> None:
+    """A detached subscriber's estimate no longer limits the publisher."""
+    up = make_uptrack(Requests())
+    slow = make_downtrack(up, 0x1001)
+    fast = make_downtrack(up, 0x1002)
+    slow.remb_bps, fast.remb_bps = 100_000, 900_000
+    up.detach(slow)
+    assert up.bandwidth_estimate() == 900_000
