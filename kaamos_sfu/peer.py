@@ -335,19 +335,11 @@ class Peer:
                 elif slot.owner is not None:
                     packets += media.receiver.reports()
             await send_rtcp(self.pc, packets)
-            if self._media_expected() and now - self.activity.last > timeout:
+            # Once connected, a live client always sends something: media, RTCP reports,
+            # or ICE consent checks. Silence means it vanished without closing its socket.
+            if self.pc.connectionState == "connected" and now - self.activity.last > timeout:
                 self.room.remove_soon(self, "media timeout")
                 return
-
-    def _media_expected(self) -> bool:
-        """True once media flows: from then on, silence means the peer vanished."""
-        if any(p.uptrack.packets_received for p in self.published.values()):
-            return True
-        return any(
-            s.role == SEND and _media(s).sender.downtrack is not None
-            and _media(s).sender.downtrack.packets_sent  # type: ignore[union-attr]
-            for s in self.slots
-        )
 
     def _on_connection_state(self) -> None:
         if self.pc is not None and self.pc.connectionState == "failed":

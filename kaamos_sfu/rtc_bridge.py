@@ -238,7 +238,7 @@ class ForwardingReceiver(RTCRtpReceiver):
         uptrack = self.uptrack
         if uptrack is None:
             return
-        self.activity.last = arrival_time_ms / 1000
+        self.activity.last = time.monotonic()
         media_payload_type = self._rtx_payload_types.get(packet.payload_type)
         if media_payload_type is not None:
             if len(packet.payload) < 2 or uptrack.media_ssrc is None:
@@ -417,12 +417,27 @@ def add_forwarding_transceiver(
     """A transceiver whose sender and receiver forward instead of encoding and decoding."""
     transceiver = pc.addTransceiver(kind, direction=direction)
     transport = transceiver.receiver.transport
+    if len(pc.getTransceivers()) == 1:
+        _watch_consent_checks(transport, activity)
     sender = ForwardingSender(kind, transport, activity)
     receiver = ForwardingReceiver(kind, transport, activity)
     receiver.rtcp_ssrc = sender.ssrc
     transceiver._RTCRtpTransceiver__sender = sender  # type: ignore[attr-defined]
     transceiver._RTCRtpTransceiver__receiver = receiver  # type: ignore[attr-defined]
     return transceiver, sender, receiver
+
+
+def _watch_consent_checks(transport: RTCDtlsTransport, activity: Activity) -> None:
+    """Count the client's STUN requests (ICE consent checks, every ~5 s) as signs of life,
+    so a peer that sends no media at all (camera and microphone off) is not taken for gone."""
+    connection = transport.transport._connection
+    request_received = connection.request_received
+
+    def on_request(*args: Any, **kwargs: Any) -> None:
+        activity.last = time.monotonic()
+        request_received(*args, **kwargs)
+
+    connection.request_received = on_request
 
 
 def set_stream(sender: ForwardingSender, stream_id: str, track_id: str) -> None:
@@ -512,4 +527,6 @@ def check_internals(pc: RTCPeerConnection | None = None) -> None:
         sender = transceiver.sender
         for name in ("_ssrc", "_rtx_ssrc", "_stream_id", "_track_id"):
             assert hasattr(sender, name), f"RTCRtpSender.{name}"
+        connection = sender.transport.transport._connection
+        assert callable(connection.request_received), "aioice Connection.request_received"
         assert isinstance(sender.transport._rtp_router, RtpRouter), "RTCDtlsTransport._rtp_router"

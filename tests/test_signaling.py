@@ -228,3 +228,27 @@ async def test_leave_closes_with_1000_and_room_reports_participants(make_config,
         await b.wait_for(lambda m: m == {"type": "peer-left", "peer_id": a.peer_id})
         info = await (await http.get(f"/api/rooms/{room_id}")).json()
         assert info["participants"] == 1
+
+
+async def test_peer_whose_media_dies_is_removed_though_its_socket_lives(make_config, make_client):
+    """A client whose WebSocket stays up but whose media transport goes silent (no RTP,
+    RTCP or ICE consent) is removed after rooms.peer_timeout_seconds, with close 4408."""
+    http = await make_client(make_config(rooms={"peer_timeout_seconds": 2.0}))
+    room_id = await create_room(http)
+    async with clients(http, room_id, 2) as (a, ghost):
+        await a.wait_decoded((ghost.peer_id, "camera"), frames=5)
+        ice = ghost.pc.getTransceivers()[0].receiver.transport.transport
+
+        async def dead_send(*args: object, **kwargs: object) -> None:
+            return None
+
+        ice._send = dead_send
+        ice._connection.send = dead_send
+        for protocol in ice._connection._protocols:
+            protocol.transport.sendto = lambda *args, **kwargs: None  # consent checks too
+        silent_since = time.monotonic()
+        await a.wait_for(lambda m: m == {"type": "peer-left", "peer_id": ghost.peer_id},
+                         timeout=8)
+        assert 2.0 <= time.monotonic() - silent_since < 5.0
+        await eventually(lambda: ghost.close_code is not None, what="close")
+        assert ghost.close_code == 4408
