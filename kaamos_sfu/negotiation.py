@@ -1,8 +1,8 @@
 """Which m-line carries which track: a pure plan from the current m-lines to the wanted set.
 
 m-lines can never be removed from SDP. A track that goes away frees its m-line (it turns
-`inactive`); a new track reuses a free m-line of the same kind and direction before a new
-one is added, so the SDP stays as small as the largest set of tracks the call had at once.
+`inactive`); a later offer's new track reuses a free m-line of the same kind and direction
+before a new one is added, so the SDP stays as small as the largest set of tracks the call had at once.
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ def plan_slots(slots: list[Slot], wanted: list[WantedTrack]) -> Plan:
             if w is None or w.kind != slot.kind or w.role != slot.role:
                 plan.freed.append(slot)
     owned = {s.owner for s in slots if s.owner is not None and s not in plan.freed}
-    free = [s for s in slots if s.owner is None or s in plan.freed]
+    # An m-line freed now turns inactive in this offer and is reusable from the next one:
+    # switching it straight to another peer would fire no `track` event in browsers.
+    free = [s for s in slots if s.owner is None]
     for w in wanted:
         if w.key in owned:
             continue

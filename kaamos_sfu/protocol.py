@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
@@ -97,7 +98,7 @@ def parse_client_message(text: str) -> ClientMessage:
     """Parse one client frame, or raise BadMessage saying what is wrong with it."""
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise BadMessage("invalid JSON") from None
     if not isinstance(data, dict):
         raise BadMessage("a message must be a JSON object")
@@ -117,7 +118,8 @@ def _field(data: dict[str, Any], name: str, kind: type, *, required: bool = True
         return None
     value = data[name]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise BadMessage(f'{data["type"]}: "{name}" must be a {kind.__name__}')
+        article = "an" if kind.__name__[0] in "aeiou" else "a"
+        raise BadMessage(f'{data["type"]}: "{name}" must be {article} {kind.__name__}')
     return value
 
 
@@ -160,7 +162,7 @@ def _parse_mute(data: dict[str, Any]) -> Mute:
     return Mute(source=_source(data, MUTABLE_SOURCES), muted=_field(data, "muted", bool))
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[dict[str, Any]], ClientMessage]] = {
     "join": _parse_join,
     "answer": _parse_answer,
     "ice-candidate": _parse_ice_candidate,

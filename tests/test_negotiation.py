@@ -96,10 +96,10 @@ CASES = [
         ([], [], [BOB_CAM, ME_MIC]),
     ),
     (
-        "one peer leaves and another joins in the same offer: freed m-lines are reused",
+        "one peer leaves and another joins in the same offer: freed m-lines go inactive first",
         ["video/send bob camera", "audio/send bob microphone"],
         [wanted(EVE_CAM), wanted(EVE_MIC)],
-        ([0, 1], [(0, EVE_CAM), (1, EVE_MIC)], []),
+        ([0, 1], [], [EVE_CAM, EVE_MIC]),
     ),
     (
         "more tracks than free m-lines: reuse, then add",
@@ -114,7 +114,7 @@ CASES = [
         ([], [], [EVE_MIC, BOB_CAM, ME_MIC]),
     ),
     (
-        "an owner wanted in another role moves to a matching m-line",
+        "an owner wanted in another role moves to a free matching m-line",
         ["video/send me camera", "video/receive"],
         [wanted(ME_CAM, RECEIVE)],
         ([0], [(1, ME_CAM)], []),

@@ -81,9 +81,10 @@ class DownTrack:
         self.clock_rate = clock_rate
         self.payload_types = payload_types  # publisher's payload type -> subscriber's
         self.extension_ids = extension_ids
+        mid_bytes = mid.encode()[:16]  # a one-byte extension element carries 1-16 bytes
         self._mid_element = (
-            bytes([(extension_ids.mid << 4) | (len(mid) - 1)]) + mid.encode()
-            if extension_ids.mid and mid
+            bytes([(extension_ids.mid << 4) | (len(mid_bytes) - 1)]) + mid_bytes
+            if extension_ids.mid and mid_bytes
             else b""
         )
         self._abs_send_time_prefix = (extension_ids.abs_send_time << 28) | (2 << 24)
@@ -104,15 +105,15 @@ class DownTrack:
 
     def rewrite(self, packet: RtpPacketLike, abs_send_time: int) -> bytes | None:
         """The packet as this subscriber must receive it, or None to skip it."""
+        payload_type = self.payload_types.get(packet.payload_type)
+        if payload_type is None:
+            return None
         if not self.started:
             if not starts_keyframe(self.codec_name, packet.payload):
                 return None
             self._start(packet)
         elif (packet.sequence_number - self._first_in_sequence) & 0x8000:
             return None  # older than the first packet we forwarded
-        payload_type = self.payload_types.get(packet.payload_type)
-        if payload_type is None:
-            return None
         sequence = (packet.sequence_number + self._sequence_offset) & 0xFFFF
         timestamp = (packet.timestamp + self._timestamp_offset) & 0xFFFFFFFF
         header = _HEADER.pack(

@@ -16,15 +16,17 @@ class ReceiveStats:
         self._expected_prior = 0
         self._received_prior = 0
         self._jitter_q4 = 0
-        self._last_transit: float | None = None
+        self._last_transit: int | None = None
         self.missing: set[int] = set()
 
     def add(self, sequence: int, timestamp: int, arrival_seconds: float) -> bool:
         """Count a packet; True when it revealed new missing packets to NACK."""
         self.received += 1
+        # Transit time in RTP units, modulo 2**32 like the timestamps themselves.
+        transit = (int(arrival_seconds * self.clock_rate) - timestamp) & 0xFFFFFFFF
         if self.base_sequence is None:
             self.base_sequence = self.max_sequence = sequence
-            self._last_transit = arrival_seconds * self.clock_rate - timestamp
+            self._last_transit = transit
             return False
         missed = False
         delta = (sequence - self.max_sequence) & 0xFFFF
@@ -32,22 +34,24 @@ class ReceiveStats:
             if sequence < self.max_sequence:
                 self.cycles += 1 << 16
             if delta > 1:
-                for gap in range(1, min(delta, MAX_MISSING)):
+                # Only the newest holes: older ones could not be recovered in time.
+                for gap in range(max(1, delta - MAX_MISSING + 1), delta):
                     self.missing.add((self.max_sequence + gap) & 0xFFFF)
                 missed = True
-                if len(self.missing) > MAX_MISSING:
-                    self._forget_old_holes(sequence)
+                self._forget_old_holes(sequence)
             self.max_sequence = sequence
         elif self.missing:
             self.missing.discard(sequence)
-        transit = arrival_seconds * self.clock_rate - timestamp
         if self._last_transit is not None:
-            difference = abs(transit - self._last_transit)
-            self._jitter_q4 += int(difference * 16 - self._jitter_q4) >> 4
+            difference = (transit - self._last_transit) & 0xFFFFFFFF
+            if difference >= 0x80000000:
+                difference = 0x100000000 - difference
+            self._jitter_q4 += (difference * 16 - self._jitter_q4) >> 4
         self._last_transit = transit
         return missed
 
     def _forget_old_holes(self, newest: int) -> None:
+        """Runs only when a loss is seen, never per packet."""
         self.missing = {s for s in self.missing if (newest - s) & 0xFFFF < MAX_MISSING}
 
     @property
