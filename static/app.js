@@ -276,6 +276,7 @@ function play(video) {
 
 /** @param {RemoteTrack} rt */
 function addRemoteTrack(rt) {
+  performance.mark(`kaamos:track-${rt.source}`);
   if (rt.source === "screen") return; // Screen share display is a later issue.
   ensureTile(rt.peer_id);
   const tracks = tileTracks.get(rt.peer_id) ?? new Map();
@@ -348,6 +349,7 @@ async function askName() {
     // Storage may be disabled; then the name is asked every time.
   }
   if (stored && stored.length <= 64) return stored;
+  ui.status.textContent = "";
   ui.nameForm.hidden = false;
   ui.nameInput.focus();
   return new Promise((resolve) => {
@@ -386,6 +388,7 @@ function translatePage() {
 function wire(c) {
   c.addEventListener("joined", (e) => {
     const msg = /** @type {CustomEvent<import("./protocol.js").JoinedMessage>} */ (e).detail;
+    performance.mark("kaamos:joined");
     setState("connected");
     ui.leave.disabled = false;
     for (const peer of msg.peers) {
@@ -419,6 +422,7 @@ function wire(c) {
   c.addEventListener("connection-state", (e) => {
     const state = /** @type {CustomEvent<RTCPeerConnectionState>} */ (e).detail;
     document.body.dataset.mediaState = state;
+    performance.mark(`kaamos:pc-${state}`);
     if (state === "failed" && document.body.dataset.state === "connected") {
       ui.status.textContent = t("mediaFailed");
     } else {
@@ -455,6 +459,7 @@ async function main() {
   const name = await askName();
   setState("connecting", t("askingMedia"));
   localTracks = await captureMedia();
+  performance.mark("kaamos:media");
   if (localTracks.camera) {
     ui.selfView.srcObject = new MediaStream([localTracks.camera]);
     ui.selfView.hidden = false;
