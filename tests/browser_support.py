@@ -6,6 +6,7 @@ flags that stop its background traffic and make every host name but 127.0.0.1 un
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -103,11 +104,13 @@ class PageLog:
     def attach(self, page: Any) -> None:
         page.on("request", lambda r: self.requests.append(r.url))
         page.on("websocket", lambda ws: self.requests.append(ws.url))
-        page.on(
-            "console",
-            lambda m: self.console_errors.append(m.text) if m.type == "error" else None,
-        )
+        page.on("console", self._console)
         page.on("pageerror", lambda e: self.page_errors.append(str(e)))
+
+    def _console(self, message: Any) -> None:
+        # A BAD_MESSAGE from the server is only a warning on the page, but a protocol bug.
+        if message.type == "error" or "BAD_MESSAGE" in message.text:
+            self.console_errors.append(message.text)
 
     def assert_clean(self) -> None:
         """Every request went to 127.0.0.1, and nothing was logged as an error."""
@@ -116,6 +119,18 @@ class PageLog:
         assert not outside, f"requests off loopback: {outside}"
         assert not self.page_errors, self.page_errors
         assert not self.console_errors, self.console_errors
+
+
+def write_local_state(profile_dir: Path) -> None:
+    """Turn off WebRTC's mDNS host names through chrome://flags in the fresh profile.
+
+    Otherwise Chromium joins the mDNS group 224.0.0.251 on every interface (an IGMP report
+    leaves on eth0). A --disable-features switch cannot do it: Chromium keeps only the last
+    one, which would drop Playwright's own list; chrome://flags features are merged.
+    """
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    state = {"browser": {"enabled_labs_experiments": ["enable-webrtc-hide-local-ips-with-mdns@2"]}}
+    (profile_dir / "Local State").write_text(json.dumps(state))
 
 
 @asynccontextmanager
@@ -128,6 +143,7 @@ async def chromium(
     """
     from playwright.async_api import async_playwright
 
+    write_local_state(profile_dir)
     async with async_playwright() as p:
         context = await p.chromium.launch_persistent_context(
             str(profile_dir),
@@ -180,5 +196,14 @@ async () => {
     }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+"""
+
+# The page's own milestones (performance marks set by app.js), in ms since navigation start.
+TIMELINE_JS = """
+() => {
+  const out = {dom: Math.round(performance.getEntriesByType("navigation")[0].domContentLoadedEventEnd)};
+  for (const m of performance.getEntriesByType("mark")) out[m.name.replace("kaamos:", "")] = Math.round(m.startTime);
+  return out;
 }
 """

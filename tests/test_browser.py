@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from browser_support import (
     FIRST_FRAME_JS,
     MEDIA_STATS_JS,
+    TIMELINE_JS,
     TIMEOUT_FACTOR,
     PageLog,
     Server,
@@ -19,6 +19,7 @@ from browser_support import (
     chromium_available,
     running_server,
 )
+
 from kaamos_sfu.registry import new_room_id
 
 pytest.importorskip("playwright")
@@ -75,9 +76,11 @@ async def test_two_pages_see_and_hear_each_other(server: Server, tmp_path: Path)
         b_ms = await asyncio.wait_for(b_first_frame, timeout)
         a_ms = await asyncio.wait_for(a_first_frame, timeout)
         origin_a, origin_b = [await p.evaluate("performance.timeOrigin") for p in (a, b)]
+        marks = await b.evaluate(TIMELINE_JS)
         print(
             f"\nfirst remote frame: Bob {b_ms:.0f} ms after his navigation start;"
             f" Alice {origin_a + a_ms - origin_b:.0f} ms after Bob's navigation start"
+            f"\nBob's timeline (ms): {marks}"
         )
 
         before = {p: await media_stats(p) for p in (a, b)}
