@@ -31,9 +31,9 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from rtc_client import RtcClient  # noqa: E402
+from rtc_client import RtcClient
 
-from kaamos_sfu.rtc_bridge import configure_ice  # noqa: E402
+from kaamos_sfu.rtc_bridge import configure_ice
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -63,15 +63,15 @@ async def wait_healthy(url: str, deadline: float) -> None:
 
 
 async def create_room(url: str, config: Path) -> str:
-    token = subprocess.run(
+    token = (await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "kaamos_sfu", "token", "--sub", "bench", "--config", str(config)],
         check=True, capture_output=True, text=True,
-    ).stdout.strip()
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
-            url + "/api/rooms/create", headers={"Authorization": f"Bearer {token}"}
-        ) as response:
-            return str((await response.json())["room_id"])
+    )).stdout.strip()
+    async with aiohttp.ClientSession() as session, session.post(
+        url + "/api/rooms/create", headers={"Authorization": f"Bearer {token}"}
+    ) as response:
+        return str((await response.json())["room_id"])
 
 
 async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
@@ -81,7 +81,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
         f'[server]\nhost = "127.0.0.1"\nport = {port}\nstate_dir = "{workdir / "state"}"\n'
         f'[ice]\nhost_addresses = ["127.0.0.1"]\n[log]\nlevel = "warning"\n'
     )
-    server = subprocess.Popen(
+    server = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measurement
         [sys.executable, "-m", "kaamos_sfu", "--config", str(config)], cwd=ROOT
     )
     url = f"http://127.0.0.1:{port}"

@@ -14,5 +14,5 @@ if TYPE_CHECKING:
 
 CONFIG = web.AppKey("config", Config)
 API_SECRET = web.AppKey("api_secret", str)
-REGISTRY: web.AppKey["RoomRegistry"] = web.AppKey("registry")
-ROOMS: web.AppKey["RoomManager"] = web.AppKey("rooms")
+REGISTRY: web.AppKey[RoomRegistry] = web.AppKey("registry")
+ROOMS: web.AppKey[RoomManager] = web.AppKey("rooms")

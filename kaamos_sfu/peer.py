@@ -21,6 +21,7 @@ from .config import Config
 from .forwarding import DownTrack, UpTrack
 from .negotiation import RECEIVE, SEND, Slot, TrackKey, WantedTrack, plan_slots
 from .protocol import SOURCE_KIND, BadMessage, CloseCode, IceCandidate, PeerInfo
+from .registry import new_room_id
 from .rtc_bridge import (
     Activity,
     Codec,
@@ -78,9 +79,7 @@ class SlotMedia:
 
 
 def new_peer_id() -> str:
-    from .registry import new_room_id  # same alphabet and length
-
-    return new_room_id()
+    return new_room_id()  # same alphabet and length as room ids
 
 
 class Peer:
@@ -145,7 +144,9 @@ class Peer:
         if self.closed:
             return
         tracks = {
-            _media(s).transceiver.mid: s.owner for s in self.slots if s.owner is not None
+            mid: s.owner
+            for s in self.slots
+            if s.owner is not None and (mid := _media(s).transceiver.mid) is not None
         }
         await self.connection.send(protocol.offer(pc.localDescription.sdp, tracks))
         timeout = self.config.signaling.answer_timeout_seconds
@@ -257,14 +258,15 @@ class Peer:
             return
         negotiated = sender.negotiated
         assert negotiated is not None
-        payload_types = {
-            published.codec.payload_type: c.payload_type
-            for c in negotiated.codecs
-            if not c.is_rtx and c.key() == published.codec.key()
-        }
-        if not payload_types:
+        subscriber_payload_type = next(
+            (c.payload_type for c in negotiated.codecs
+             if not c.is_rtx and c.key() == published.codec.key()),
+            None,
+        )
+        if subscriber_payload_type is None:
             log.warning("subscriber refused the publisher's codec", extra={"peer_id": self.peer_id})
             return
+        payload_types = {published.codec.payload_type: subscriber_payload_type}
         previous = sender.downtrack
         self._unbind(sender)
         downtrack = DownTrack(

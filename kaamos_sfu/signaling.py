@@ -150,7 +150,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             timeout = None if session.peer else max(0.0, join_deadline - time.monotonic())
             try:
                 frame = await ws.receive(timeout=timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if session.peer is None:
                     reason = "no join"
                     await connection.close(CloseCode.TIMEOUT, "no join in time")

@@ -8,11 +8,11 @@ import time
 
 import aiohttp
 import pytest
-
 from call_support import base_url, clients, create_room, eventually
+from rtc_client import RtcClient
+
 from kaamos_sfu.appkeys import API_SECRET, REGISTRY
 from kaamos_sfu.auth import issue_token
-from rtc_client import RtcClient
 
 
 async def raw_socket(http, path: str) -> aiohttp.ClientWebSocketResponse:
@@ -210,7 +210,7 @@ async def test_deleting_a_room_ends_the_call(make_config, make_client):
         assert response.status == 204
         for peer in (a, b):
             await peer.wait_for(lambda m: m == {"type": "room-ended"})
-            await eventually(lambda: peer.close_code is not None, what="close")
+            await eventually(lambda peer=peer: peer.close_code is not None, what="close")
             assert peer.close_code == 4001
         assert await http.server.app[REGISTRY].get(room_id) is None
 

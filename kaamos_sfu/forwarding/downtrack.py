@@ -32,7 +32,10 @@ class RtpPacketLike(Protocol):
     ssrc: int
     csrc: list[int]
     payload: bytes
-    extensions: object  # has .audio_level: tuple[bool, int] | None
+
+    @property
+    def extensions(self) -> object:  # has .audio_level: tuple[bool, int] | None
+        ...
 
 
 class RtpSink(Protocol):

@@ -1,0 +1,55 @@
+"""Every use of aiortc/aioice internals lives in this package, and nowhere else.
+
+aiortc gives us ICE, DTLS, SRTP and SDP, but its RTCRtpReceiver decodes everything (a
+decoder thread per track) and its RTCRtpSender encodes (and polls every 20 ms while idle).
+An SFU needs neither: we replace each transceiver's receiver and sender by subclasses that
+tap RTP right after SRTP, before the jitter buffer, and write RTP straight to the DTLS
+transport. The internals used are pinned by the exact aiortc version in pyproject.toml and
+checked by `internals.check_internals()`, which tests/test_rtc_bridge.py runs so that an upgrade
+fails loudly instead of silently decoding again.
+"""
+
+from .codecs import (
+    Codec,
+    negotiated_codecs,
+    publisher_codec_preferences,
+    subscriber_codec_preferences,
+)
+from .connection import (
+    add_forwarding_transceiver,
+    check_answer_matches_offer,
+    configure_ice,
+    is_mdns_candidate,
+    jittered_rtcp_interval,
+    new_peer_connection,
+    parse_remote_candidate,
+    send_rtcp,
+    set_stream,
+    strip_mdns_candidates,
+)
+from .internals import AIORTC_VERSION, check_internals
+from .receiver import Activity, ForwardingReceiver
+from .sender import ForwardingSender, NegotiatedSend
+
+__all__ = [
+    "AIORTC_VERSION",
+    "Activity",
+    "Codec",
+    "ForwardingReceiver",
+    "ForwardingSender",
+    "NegotiatedSend",
+    "add_forwarding_transceiver",
+    "check_answer_matches_offer",
+    "check_internals",
+    "configure_ice",
+    "is_mdns_candidate",
+    "jittered_rtcp_interval",
+    "negotiated_codecs",
+    "new_peer_connection",
+    "parse_remote_candidate",
+    "publisher_codec_preferences",
+    "send_rtcp",
+    "set_stream",
+    "strip_mdns_candidates",
+    "subscriber_codec_preferences",
+]

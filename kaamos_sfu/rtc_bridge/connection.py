@@ -1,0 +1,147 @@
+"""Server-side peer connections: ICE host addresses, forwarding transceivers, candidates,
+SDP checks and RTCP sending."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import aioice.ice
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+)
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtp import AnyRtcpPacket
+from aiortc.sdp import SessionDescription, candidate_from_sdp
+
+from .receiver import Activity, ForwardingReceiver
+from .sender import ForwardingSender
+
+_original_get_host_addresses = aioice.ice.get_host_addresses
+
+
+def configure_ice(host_addresses: list[str]) -> None:
+    """Gather host candidates on exactly these addresses (empty: aioice's default).
+
+    aioice never gathers 127.0.0.1, so loopback tests need this; a server with several
+    interfaces uses it to keep media on the public one.
+    """
+    if not host_addresses:
+        aioice.ice.get_host_addresses = _original_get_host_addresses
+        return
+    addresses = list(host_addresses)
+
+    def configured(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in addresses if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = configured
+
+
+def new_peer_connection(ice_servers: list[dict[str, Any]]) -> RTCPeerConnection:
+    """A server-side peer connection: max-bundle, and never an implicit public STUN server."""
+    servers = [
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+        for s in ice_servers
+    ]
+    return RTCPeerConnection(
+        RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
+
+
+def add_forwarding_transceiver(
+    pc: RTCPeerConnection,
+    kind: str,
+    direction: str,
+    activity: Activity,
+) -> tuple[RTCRtpTransceiver, ForwardingSender, ForwardingReceiver]:
+    """A transceiver whose sender and receiver forward instead of encoding and decoding."""
+    transceiver = pc.addTransceiver(kind, direction=direction)
+    transport = transceiver.receiver.transport
+    if len(pc.getTransceivers()) == 1:
+        _watch_consent_checks(transport, activity)
+    sender = ForwardingSender(kind, transport, activity)
+    receiver = ForwardingReceiver(kind, transport, activity)
+    receiver.rtcp_ssrc = sender.ssrc
+    transceiver._RTCRtpTransceiver__sender = sender  # type: ignore[attr-defined]
+    transceiver._RTCRtpTransceiver__receiver = receiver  # type: ignore[attr-defined]
+    return transceiver, sender, receiver
+
+
+def _watch_consent_checks(transport: RTCDtlsTransport, activity: Activity) -> None:
+    """Count the client's STUN requests (ICE consent checks, every ~5 s) as signs of life,
+    so a peer that sends no media at all (camera and microphone off) is not taken for gone."""
+    connection = transport.transport._connection
+    request_received = connection.request_received
+
+    def on_request(*args: Any, **kwargs: Any) -> None:
+        activity.last = time.monotonic()
+        request_received(*args, **kwargs)
+
+    connection.request_received = on_request  # type: ignore[method-assign]
+
+
+def set_stream(sender: ForwardingSender, stream_id: str, track_id: str) -> None:
+    """The a=msid our offer carries for this m-line: audio and video of a peer share it."""
+    sender._stream_id = stream_id
+    sender._track_id = track_id
+
+
+async def send_rtcp(pc: RTCPeerConnection, packets: list[AnyRtcpPacket]) -> None:
+    """Send RTCP packets as one compound packet over the (bundled) transport."""
+    transceivers = pc.getTransceivers()
+    if not packets or not transceivers:
+        return
+    transport: RTCDtlsTransport = transceivers[0].receiver.transport
+    if transport.state != "connected":
+        return
+    try:
+        await transport._send_rtp(b"".join(bytes(p) for p in packets))
+    except ConnectionError:
+        pass
+
+
+def parse_remote_candidate(candidate: str, sdp_mid: str | None, sdp_mline_index: int | None) -> Any:
+    """An RTCIceCandidate from a trickled candidate line; ValueError if unparsable."""
+    text = candidate.removeprefix("a=")
+    text = text.removeprefix("candidate:")
+    try:
+        parsed = candidate_from_sdp(text)
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"unparsable ICE candidate: {exc}") from None
+    parsed.sdpMid = sdp_mid
+    parsed.sdpMLineIndex = sdp_mline_index
+    return parsed
+
+
+def check_answer_matches_offer(pc: RTCPeerConnection, sdp: str) -> None:
+    """ValueError unless the answer parses and has exactly our offer's m-lines, in order."""
+    try:
+        answer = SessionDescription.parse(sdp)
+    except Exception as exc:  # the parser raises whatever the bad line triggers
+        raise ValueError(f"unparsable SDP: {exc!r}") from None
+    offered = [m.rtp.muxId for m in SessionDescription.parse(pc.localDescription.sdp).media]
+    answered = [m.rtp.muxId for m in answer.media]
+    if offered != answered:
+        raise ValueError(f"m-lines {answered} do not match the offer's {offered}")
+
+
+def is_mdns_candidate(candidate: str) -> bool:
+    parts = candidate.split()
+    return len(parts) > 4 and parts[4].endswith(".local")
+
+
+def strip_mdns_candidates(sdp: str) -> str:
+    """Drop `*.local` candidates: resolving them would send multicast mDNS queries."""
+    lines = sdp.split("\r\n")
+    return "\r\n".join(
+        line for line in lines if not (line.startswith("a=candidate:") and is_mdns_candidate(line))
+    )
+
+
+def jittered_rtcp_interval() -> float:
+    return 0.5 + random.random()

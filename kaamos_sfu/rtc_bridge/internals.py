@@ -1,0 +1,39 @@
+"""The aiortc/aioice internals this package relies on, checked in one place."""
+
+from __future__ import annotations
+
+import aioice.ice
+import aiortc
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
+
+AIORTC_VERSION = "1.16.0"
+
+
+def check_internals(pc: RTCPeerConnection | None = None) -> None:
+    """Raise AssertionError naming the aiortc/aioice internal that changed.
+
+    With a peer connection (created inside an event loop), also check the instance
+    attributes the bridge swaps or reads.
+    """
+    assert aiortc.__version__ == AIORTC_VERSION, f"aiortc {aiortc.__version__} != {AIORTC_VERSION}"
+    assert callable(aioice.ice.get_host_addresses), "aioice.ice.get_host_addresses"
+    for name in ("_send_rtp", "_register_rtp_receiver", "_register_rtp_sender",
+                 "_unregister_rtp_receiver", "_unregister_rtp_sender", "_handle_rtp_data"):
+        assert hasattr(RTCDtlsTransport, name), f"RTCDtlsTransport.{name}"
+    for name in ("receive", "stop", "_handle_rtp_packet", "_handle_rtcp_packet",
+                 "_handle_disconnect"):
+        assert hasattr(RTCRtpReceiver, name), f"RTCRtpReceiver.{name}"
+    for name in ("send", "stop", "_handle_rtcp_packet"):
+        assert hasattr(RTCRtpSender, name), f"RTCRtpSender.{name}"
+    assert isinstance(RtpRouter().ssrc_table, dict), "RtpRouter.ssrc_table"
+    if pc is not None:
+        transceiver = pc.addTransceiver("video", direction="sendonly")
+        for name in ("_RTCRtpTransceiver__sender", "_RTCRtpTransceiver__receiver", "_codecs"):
+            assert hasattr(transceiver, name), f"RTCRtpTransceiver.{name}"
+        sender = transceiver.sender
+        for name in ("_ssrc", "_rtx_ssrc", "_stream_id", "_track_id"):
+            assert hasattr(sender, name), f"RTCRtpSender.{name}"
+        connection = sender.transport.transport._connection
+        assert callable(connection.request_received), "aioice Connection.request_received"
+        assert isinstance(sender.transport._rtp_router, RtpRouter), "RTCDtlsTransport._rtp_router"

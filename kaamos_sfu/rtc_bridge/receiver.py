@@ -1,0 +1,150 @@
+"""A receiver that taps RTP right after SRTP, before aiortc's jitter buffer and decoder."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from aiortc import RTCRtpReceiver
+from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
+from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unwrap_rtx,
+)
+
+from ..forwarding import UpTrack
+
+
+@dataclass
+class Activity:
+    """When a peer was last heard on its media transport (RTP or RTCP), monotonic seconds."""
+
+    last: float = field(default_factory=time.monotonic)
+
+
+class ForwardingReceiver(RTCRtpReceiver):
+    """Receives one published source and hands its packets to an UpTrack. Never decodes."""
+
+    def __init__(self, kind: str, transport: RTCDtlsTransport, activity: Activity) -> None:
+        super().__init__(kind, transport)
+        self.activity = activity
+        self.uptrack: UpTrack | None = None
+        self.rtcp_ssrc = 0
+        self._rtx_payload_types: dict[int, int] = {}  # RTX payload type -> media payload type
+        self._rtx_ssrcs: dict[int, int] = {}  # RTX SSRC -> media SSRC
+
+    async def receive(self, parameters: RTCRtpReceiveParameters) -> None:
+        # Called after every negotiation: refresh the tables, start no thread or task.
+        self._rtx_payload_types = {
+            int(c.payloadType or 0): int(str(c.parameters["apt"]))
+            for c in parameters.codecs
+            if c.mimeType.lower() == "video/rtx" and "apt" in c.parameters
+        }
+        self._rtx_ssrcs = {e.rtx.ssrc: e.ssrc for e in parameters.encodings if e.rtx}
+        self.transport._register_rtp_receiver(self, parameters)
+        # Several video m-lines share the RTX payload type, so aiortc's router cannot
+        # route RTX by payload type alone: map the RTX SSRCs explicitly.
+        router: RtpRouter = self.transport._rtp_router
+        for rtx_ssrc in self._rtx_ssrcs:
+            router.ssrc_table[rtx_ssrc] = self
+
+    async def stop(self) -> None:
+        self.transport._unregister_rtp_receiver(self)
+
+    def _handle_disconnect(self) -> None:
+        pass
+
+    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
+        self.activity.last = time.monotonic()
+        if isinstance(packet, RtcpSrPacket) and self.uptrack is not None:
+            info = packet.sender_info
+            self.uptrack.on_sender_report(info.ntp_timestamp, info.rtp_timestamp)
+
+    async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        uptrack = self.uptrack
+        if uptrack is None:
+            return
+        self.activity.last = time.monotonic()
+        media_payload_type = self._rtx_payload_types.get(packet.payload_type)
+        if media_payload_type is not None:
+            if len(packet.payload) < 2 or uptrack.media_ssrc is None:
+                return  # RTX padding (bandwidth probe)
+            media_ssrc = self._rtx_ssrcs.get(packet.ssrc, uptrack.media_ssrc)
+            packet = unwrap_rtx(packet, payload_type=media_payload_type, ssrc=media_ssrc)
+            uptrack.stats.missing.discard(packet.sequence_number)
+        else:
+            if uptrack.media_ssrc != packet.ssrc:
+                uptrack.media_ssrc = packet.ssrc
+            missed = uptrack.stats.add(
+                packet.sequence_number, packet.timestamp, arrival_time_ms / 1000
+            )
+            if missed and uptrack.kind == "video":
+                await self._send_rtcp(
+                    RtcpRtpfbPacket(
+                        fmt=RTCP_RTPFB_NACK,
+                        ssrc=self.rtcp_ssrc,
+                        media_ssrc=packet.ssrc,
+                        lost=sorted(uptrack.stats.missing),
+                    )
+                )
+        await uptrack.forward(packet)
+
+    async def request_keyframe(self, media_ssrc: int) -> None:
+        await self._send_rtcp(
+            RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self.rtcp_ssrc, media_ssrc=media_ssrc)
+        )
+
+    def reports(self) -> list[AnyRtcpPacket]:
+        """A receiver report (and REMB for video) about the stream we receive."""
+        uptrack = self.uptrack
+        if uptrack is None or uptrack.media_ssrc is None:
+            return []
+        stats = uptrack.stats
+        lsr = dlsr = 0
+        if uptrack.sender_clock is not None:
+            lsr = (uptrack.sender_clock.ntp >> 16) & 0xFFFFFFFF
+            dlsr = int((time.monotonic() - uptrack.sender_clock.received_at) * 65536)
+        packets: list[AnyRtcpPacket] = [
+            RtcpRrPacket(
+                ssrc=self.rtcp_ssrc,
+                reports=[
+                    RtcpReceiverInfo(
+                        ssrc=uptrack.media_ssrc,
+                        fraction_lost=stats.fraction_lost(),
+                        packets_lost=stats.packets_lost,
+                        highest_sequence=stats.highest_sequence & 0xFFFFFFFF,
+                        jitter=stats.jitter,
+                        lsr=lsr,
+                        dlsr=min(dlsr, 0xFFFFFFFF),
+                    )
+                ],
+            )
+        ]
+        estimate = uptrack.bandwidth_estimate()
+        if estimate is not None:
+            packets.append(
+                RtcpPsfbPacket(
+                    fmt=RTCP_PSFB_APP,
+                    ssrc=self.rtcp_ssrc,
+                    media_ssrc=0,
+                    fci=pack_remb_fci(estimate, [uptrack.media_ssrc]),
+                )
+            )
+        return packets
+
+    async def _send_rtcp(self, packet: AnyRtcpPacket) -> None:
+        try:
+            await self.transport._send_rtp(bytes(packet))
+        except ConnectionError:
+            pass

@@ -1,0 +1,119 @@
+"""A sender that writes rewritten RTP straight to the DTLS transport: no encoder, no task."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiortc import RTCRtpSender
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtcpSenderInfo,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
+
+from ..forwarding import DownTrack, ExtensionIds, UpTrack
+from .codecs import Codec, codec_from, extension_ids
+from .receiver import Activity
+
+
+@dataclass(frozen=True)
+class NegotiatedSend:
+    """What a subscriber accepted for one of our sending m-lines."""
+
+    mid: str
+    codecs: list[Codec]
+    extension_ids: ExtensionIds
+
+
+class ForwardingSender(RTCRtpSender):
+    """Sends one remote track to this subscriber. Starts no task: packets are pushed."""
+
+    def __init__(self, kind: str, transport: RTCDtlsTransport, activity: Activity) -> None:
+        super().__init__(kind, transport)
+        self.activity = activity
+        self.downtrack: DownTrack | None = None
+        self.uptrack: UpTrack | None = None
+        self.negotiated: NegotiatedSend | None = None
+        self.on_negotiated: Callable[[ForwardingSender], None] | None = None
+        self._registered = False
+
+    async def send(self, parameters: RTCRtpSendParameters) -> None:
+        # Called after every negotiation in which this m-line sends.
+        if not self._registered:
+            self.transport._register_rtp_sender(self, parameters)
+            self._registered = True
+        self.negotiated = NegotiatedSend(
+            mid=parameters.muxId,
+            codecs=[codec_from(c) for c in parameters.codecs],
+            extension_ids=extension_ids(parameters.headerExtensions),
+        )
+        if self.on_negotiated is not None:
+            self.on_negotiated(self)
+
+    async def stop(self) -> None:
+        if self._registered:
+            self.transport._unregister_rtp_sender(self)
+            self._registered = False
+
+    async def send_rtp(self, data: bytes) -> None:
+        try:
+            await self.transport._send_rtp(data)
+        except ConnectionError:
+            pass  # the subscriber's transport closed; its peer is being removed
+
+    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
+        self.activity.last = time.monotonic()
+        downtrack = self.downtrack
+        if downtrack is None:
+            return
+        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            for sequence in packet.lost:
+                data = downtrack.retransmission(sequence)
+                if data is not None:
+                    await self.send_rtp(data)
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            if self.uptrack is not None:
+                await self.uptrack.request_keyframe()
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                return
+            if self._ssrc in ssrcs:
+                downtrack.remb_bps = bitrate
+
+    def reports(self, now: float) -> list[AnyRtcpPacket]:
+        """A sender report on the publisher's clock, once the publisher has sent one."""
+        downtrack, uptrack = self.downtrack, self.uptrack
+        if downtrack is None or uptrack is None:
+            return []
+        mapping = downtrack.sender_report(uptrack.sender_clock, now)
+        if mapping is None:
+            return []
+        ntp, rtp = mapping
+        return [
+            RtcpSrPacket(
+                ssrc=self._ssrc,
+                sender_info=RtcpSenderInfo(
+                    ntp_timestamp=ntp,
+                    rtp_timestamp=rtp,
+                    packet_count=downtrack.packets_sent & 0xFFFFFFFF,
+                    octet_count=downtrack.octets_sent & 0xFFFFFFFF,
+                ),
+            )
+        ]
+
+    @property
+    def ssrc(self) -> int:
+        return self._ssrc
