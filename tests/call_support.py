@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+from rtc_client import RtcClient
 
 from kaamos_sfu.appkeys import API_SECRET
 from kaamos_sfu.auth import issue_token
-from rtc_client import RtcClient
 
 
 async def create_room(http: TestClient) -> str:

@@ -11,7 +11,7 @@ import asyncio
 import fractions
 import time
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import av
 from aiortc.mediastreams import MediaStreamTrack
@@ -46,7 +46,7 @@ def _test_pictures(count: int, width: int, height: int) -> list[av.VideoFrame]:
     return pictures
 
 
-@lru_cache(maxsize=None)
+@cache
 def video_clip(codec: str, seconds: float = 2.0, width: int = 320, height: int = 180) -> Clip:
     count = int(seconds * VIDEO_RATE)
     if codec == "VP8":
@@ -92,7 +92,7 @@ def video_clip(codec: str, seconds: float = 2.0, width: int = 320, height: int =
     return Clip("video", codec, tuple(frames), tuple(keys), 90000 // VIDEO_RATE, VIDEO_TIME_BASE)
 
 
-@lru_cache(maxsize=None)
+@cache
 def opus_clip(seconds: float = 2.0) -> Clip:
     source = av.open("sine=frequency=440:sample_rate=48000", format="lavfi")
     context = av.CodecContext.create("libopus", "w")

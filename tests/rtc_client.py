@@ -24,7 +24,6 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtcpSrPacket
-
 from media import LoopedPacketTrack, opus_clip, video_clip
 
 TrackKey = tuple[str, str]
@@ -122,7 +121,7 @@ class RtcClient:
             self._new_message.clear()
             try:
                 await asyncio.wait_for(self._new_message.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _read(self) -> None:

@@ -6,8 +6,8 @@ import threading
 
 import aioice.ice
 from aiortc import RTCPeerConnection
-
 from call_support import clients, create_room
+
 from kaamos_sfu import rtc_bridge
 from kaamos_sfu.appkeys import ROOMS
 from kaamos_sfu.rtc_bridge import ForwardingReceiver, ForwardingSender

@@ -11,11 +11,10 @@ from aiortc.rtp import (
     RtcpPacket,
     RtcpPsfbPacket,
     RtcpSrPacket,
-    pack_remb_fci,
     is_rtcp,
+    pack_remb_fci,
     unpack_remb_fci,
 )
-
 from call_support import clients, create_room, eventually
 from rtc_client import RtcClient
 
