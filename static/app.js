@@ -209,6 +209,13 @@ function ensureTile(peerId) {
   const fragment = /** @type {DocumentFragment} */ (ui.tileTemplate.content.cloneNode(true));
   tile = /** @type {HTMLElement} */ (fragment.firstElementChild);
   tile.dataset.peerId = peerId;
+  const video = /** @type {HTMLVideoElement} */ (tile.querySelector("video"));
+  const frameTile = tile;
+  video.addEventListener("resize", () => {
+    if (video.videoWidth && video.videoHeight) {
+      frameTile.style.setProperty("--aspect", String(video.videoWidth / video.videoHeight));
+    }
+  });
   ui.grid.append(tile);
   ui.grid.dataset.count = String(ui.grid.children.length);
   return tile;
@@ -461,7 +468,13 @@ async function main() {
   localTracks = await captureMedia();
   performance.mark("kaamos:media");
   if (localTracks.camera) {
-    ui.selfView.srcObject = new MediaStream([localTracks.camera]);
+    const self = ui.selfView;
+    self.addEventListener("resize", () => {
+      if (self.videoWidth && self.videoHeight) {
+        self.style.aspectRatio = `${self.videoWidth} / ${self.videoHeight}`;
+      }
+    });
+    self.srcObject = new MediaStream([localTracks.camera]);
     ui.selfView.hidden = false;
   } else {
     ui.notice.textContent = localTracks.microphone ? t("micOnly") : t("receiveOnly");
