@@ -46,6 +46,41 @@ async def open_room(context: Any, url: str, log: PageLog) -> Any:
     return page
 
 
+# {source: mid} of what the page receives from one peer, from KaamosClient.remoteTracks.
+REMOTE_MIDS_JS = """(peerId) => Object.fromEntries([...window.kaamos.client.remoteTracks.values()]
+  .filter((t) => t.peer_id === peerId).map((t) => [t.source, t.mid]))"""
+
+FRAMES_ON_MID_JS = """async (mid) => {
+  let frames = 0;
+  (await window.kaamos.pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.mid === mid) frames += s.framesDecoded || 0;
+  });
+  return frames;
+}"""
+
+
+async def remote_mids(page: Any, peer_id: str) -> dict[str, str]:
+    """{source: mid} of the peer's camera and microphone on this page, once both are there."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT_MS / 1000
+    while True:
+        mids: dict[str, str] = await page.evaluate(REMOTE_MIDS_JS, peer_id)
+        if set(mids) == {"camera", "microphone"}:
+            return mids
+        assert loop.time() < deadline, f"no camera and microphone from {peer_id}: {mids}"
+        await asyncio.sleep(0.1)
+
+
+async def wait_frames_on_mid(page: Any, mid: str, more: int = 10) -> None:
+    """Wait until `more` frames more than now are decoded on the m-line `mid`."""
+    start = await page.evaluate(FRAMES_ON_MID_JS, mid)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT_MS / 1000
+    while await page.evaluate(FRAMES_ON_MID_JS, mid) < start + more:
+        assert loop.time() < deadline, f"no {more} new frames decoded on mid {mid}"
+        await asyncio.sleep(0.1)
+
+
 async def media_stats(page: Any) -> dict[str, Any]:
     stats = await page.evaluate(MEDIA_STATS_JS)
     assert stats is not None, "no RTCPeerConnection on window.kaamos.pc"
@@ -130,6 +165,41 @@ async def test_mute_and_leave_reach_the_other_page(server: Server, tmp_path: Pat
 
     log_a.assert_clean()
     log_b.assert_clean()
+
+
+async def test_reused_mline_shows_the_new_peer(server: Server, tmp_path: Path) -> None:
+    """When a peer leaves and another joins, the newcomer's media arrives on the m-lines the
+    first one freed, and the page plays it in the newcomer's tile."""
+    room_id = await server.create_room()
+    url = f"{server.base_url}/room/{room_id}"
+    logs = [PageLog(), PageLog(), PageLog()]
+    async with (
+        chromium(tmp_path / "a") as ctx_a,
+        chromium(tmp_path / "b") as ctx_b,
+        chromium(tmp_path / "c") as ctx_c,
+    ):
+        a = await open_room(ctx_a, f"{url}?name=Alice", logs[0])
+        await a.wait_for_selector('body[data-state="connected"]')
+        b = await open_room(ctx_b, f"{url}?name=Bob", logs[1])
+        await b.wait_for_selector('body[data-state="connected"]')
+        b_id = await b.evaluate("window.kaamos.client.peerId")
+        b_mids = await remote_mids(a, b_id)
+        await wait_frames_on_mid(a, b_mids["camera"])
+
+        await b.click("#leave")
+        await a.wait_for_selector(f'.tile[data-peer-id="{b_id}"]', state="detached")
+        c = await open_room(ctx_c, f"{url}?name=Carol", logs[2])
+        await c.wait_for_selector('body[data-state="connected"]')
+        c_id = await c.evaluate("window.kaamos.client.peerId")
+        await a.wait_for_selector(f'.tile[data-peer-id="{c_id}"]')
+        c_mids = await remote_mids(a, c_id)
+        assert c_mids == b_mids  # docs/protocol.md: the lowest inactive m-line is reused
+        await wait_frames_on_mid(a, c_mids["camera"])
+        width = await a.eval_on_selector(f'.tile[data-peer-id="{c_id}"] video', "v => v.videoWidth")
+        assert width > 0
+
+    for log in logs:
+        log.assert_clean()
 
 
 @pytest.mark.parametrize(
