@@ -237,22 +237,20 @@ class RtcClient:
             pass
 
     async def wait_decoded(self, key: TrackKey, frames: int = 10, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            mid = self.mid_of(key)
-            if mid is not None and self.received[mid].decoded >= frames:
-                return
-            await asyncio.sleep(0.05)
-        raise TimeoutError(f"{self.name}: fewer than {frames} frames decoded from {key}")
+        await self._wait_received(key, "decoded", frames, timeout)
 
     async def wait_packets(self, key: TrackKey, packets: int = 10, timeout: float = 10.0) -> None:
+        await self._wait_received(key, "packets", packets, timeout)
+
+    async def _wait_received(self, key: TrackKey, counter: str, count: int, timeout: float) -> None:
+        """Until the m-line carrying `key` has counted `count` decoded frames or packets."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             mid = self.mid_of(key)
-            if mid is not None and self.received[mid].packets >= packets:
+            if mid is not None and getattr(self.received[mid], counter) >= count:
                 return
             await asyncio.sleep(0.05)
-        raise TimeoutError(f"{self.name}: fewer than {packets} packets from {key}")
+        raise TimeoutError(f"{self.name}: fewer than {count} {counter} from {key}")
 
     async def close(self) -> None:
         for task in self._tasks:
