@@ -75,9 +75,13 @@ class Server:
 
 
 @asynccontextmanager
-async def running_server(tmp_path: Path) -> AsyncIterator[Server]:
+async def running_server(
+    tmp_path: Path, video_codecs: list[str] | None = None
+) -> AsyncIterator[Server]:
     """create_app(config) on 127.0.0.1 at a free port, with ICE on loopback only."""
     config = Config()
+    if video_codecs is not None:
+        config.media.video_codecs = video_codecs
     config.server.state_dir = str(tmp_path / "state")
     config.server.host = "127.0.0.1"
     config.ice.host_addresses = ["127.0.0.1"]
@@ -165,10 +169,13 @@ async () => {
   const pc = window.kaamos && window.kaamos.pc;
   if (!pc) return null;
   const stats = await pc.getStats();
-  const out = {framesDecoded: 0, audioPackets: 0, local: null, remote: null};
+  const out = {framesDecoded: 0, audioPackets: 0, local: null, remote: null, videoCodecs: []};
   let pairId = null;
   stats.forEach((s) => {
-    if (s.type === "inbound-rtp" && s.kind === "video") out.framesDecoded += s.framesDecoded || 0;
+    if (s.type === "inbound-rtp" && s.kind === "video") {
+      out.framesDecoded += s.framesDecoded || 0;
+      if (s.codecId && stats.get(s.codecId)) out.videoCodecs.push(stats.get(s.codecId).mimeType);
+    }
     if (s.type === "inbound-rtp" && s.kind === "audio") out.audioPackets += s.packetsReceived || 0;
     if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
   });

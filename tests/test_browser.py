@@ -33,8 +33,9 @@ TIMEOUT_MS = 20_000 * TIMEOUT_FACTOR
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Server]:
-    async with running_server(tmp_path) as s:
+async def server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Server]:
+    """The server; parametrize it indirectly with a media.video_codecs list to change it."""
+    async with running_server(tmp_path, video_codecs=getattr(request, "param", None)) as s:
         yield s
 
 
@@ -87,9 +88,15 @@ async def media_stats(page: Any) -> dict[str, Any]:
     return stats
 
 
-async def test_two_pages_see_and_hear_each_other(server: Server, tmp_path: Path) -> None:
-    """Two Chromium pages in one room each decode the other's camera video and receive its
-    audio, through the server's 127.0.0.1 candidate, with every request on loopback."""
+@pytest.mark.parametrize(
+    ("server", "codec"), [(None, "video/VP8"), (["H264"], "video/H264")], indirect=["server"]
+)
+async def test_two_pages_see_and_hear_each_other(
+    server: Server, codec: str, tmp_path: Path
+) -> None:
+    """Two Chromium pages in one room each decode the other's camera video (VP8, or H264
+    when the server offers only H264) and receive its audio, through the server's
+    127.0.0.1 candidate, with every request on loopback."""
     room_id = await server.create_room()
     url = f"{server.base_url}/room/{room_id}"
     log_a, log_b = PageLog(), PageLog()
@@ -124,6 +131,7 @@ async def test_two_pages_see_and_hear_each_other(server: Server, tmp_path: Path)
             after = await media_stats(page)
             assert after["framesDecoded"] > before[page]["framesDecoded"], (before[page], after)
             assert after["audioPackets"] > before[page]["audioPackets"], (before[page], after)
+            assert after["videoCodecs"] == [codec], after
             # The server offers only 127.0.0.1. Chromium's own end may be another address of
             # this host (it never leaves it); in a namespace with only lo it is 127.0.0.1.
             assert after["remote"] == "127.0.0.1", after
