@@ -148,9 +148,10 @@ class Peer:
             for s in self.slots
             if s.owner is not None and (mid := _media(s).transceiver.mid) is not None
         }
-        await self.connection.send(protocol.offer(pc.localDescription.sdp, tracks))
+        # Pending from now on: the answer may be handled before send() returns.
         timeout = self.config.signaling.answer_timeout_seconds
         self._answer_timer = asyncio.get_running_loop().call_later(timeout, self._answer_late)
+        await self.connection.send(protocol.offer(pc.localDescription.sdp, tracks))
 
     def _wanted_tracks(self) -> list[WantedTrack]:
         own = [
