@@ -23,6 +23,7 @@ from .negotiation import RECEIVE, SEND, Slot, TrackKey, WantedTrack, plan_slots
 from .protocol import SOURCE_KIND, BadMessage, CloseCode, IceCandidate, PeerInfo
 from .registry import new_room_id
 from .rtc_bridge import (
+    RTCP_INTERVAL_MAX,
     Activity,
     Codec,
     ForwardingReceiver,
@@ -198,7 +199,7 @@ class Peer:
         if self.pc is None or self._answer_timer is None:
             raise BadMessage("answer: no offer is pending")
         try:
-            check_answer_matches_offer(self.pc, sdp)
+            first_payload_types = check_answer_matches_offer(self.pc, sdp)
         except ValueError as exc:
             raise BadMessage(f"answer: {exc}") from None
         try:
@@ -209,14 +210,16 @@ class Peer:
             raise BadMessage(f"answer: cannot apply SDP: {exc}") from None
         self._answer_timer.cancel()
         self._answer_timer = None
-        if self._publish_answered_tracks():
+        if self._publish_answered_tracks(first_payload_types):
             self.room.tracks_changed()
         self._offer_busy = False
         if self._offer_wanted:
             self.request_offer()
 
-    def _publish_answered_tracks(self) -> bool:
-        """Create an UpTrack for each newly answered source; True if any appeared."""
+    def _publish_answered_tracks(self, first_payload_types: dict[str, int]) -> bool:
+        """Create an UpTrack for each newly answered source; True if any appeared.
+
+        The client sends with the first codec of its answer for that m-line."""
         changed = False
         for slot in self.slots:
             media = _media(slot)
@@ -224,9 +227,10 @@ class Peer:
             if slot.role != RECEIVE or slot.owner is None or slot.owner[1] in self.published:
                 continue
             codecs = [c for c in negotiated_codecs(media.transceiver) if not c.is_rtx]
-            if not codecs:
-                continue
-            codec = codecs[0]  # the answerer sends with its first codec
+            first = first_payload_types.get(media.transceiver.mid or "")
+            codec = next((c for c in codecs if c.payload_type == first), None)
+            if codec is None:
+                continue  # the client refused every codec we offered: nothing to forward
             uptrack = UpTrack(
                 peer_id=self.peer_id,
                 source=slot.owner[1],
@@ -340,13 +344,21 @@ class Peer:
             await send_rtcp(self.pc, packets)
             # Once connected, a live client always sends something: media, RTCP reports,
             # or ICE consent checks. Silence means it vanished without closing its socket.
-            if self.pc.connectionState == "connected" and now - self.activity.last > timeout:
+            # Judge now whether it will still be silent at the next check, so that removal
+            # comes within the timeout, not up to one loop interval after it.
+            silent = now + RTCP_INTERVAL_MAX - self.activity.last
+            if self.pc.connectionState == "connected" and silent > timeout:
                 self.room.remove_soon(self, "media timeout")
                 return
 
     def _on_connection_state(self) -> None:
-        if self.pc is not None and self.pc.connectionState == "failed":
-            self.room.remove_soon(self, "ice failed")
+        # "closed" without our close(): the client closed its peer connection, or its
+        # transport died; either way no media will flow again on this connection.
+        if self.pc is not None and not self.closed and self.pc.connectionState in (
+            "failed",
+            "closed",
+        ):
+            self.room.remove_soon(self, f"connection {self.pc.connectionState}")
 
     async def close(self) -> None:
         if self.closed:

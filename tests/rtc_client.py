@@ -60,6 +60,7 @@ class RtcClient:
         self.name = name
         self.publish = publish
         self.auto_answer = auto_answer
+        self.video_codec = video_codec
         self.decode = decode  # False: count packets and frames, skip the decoder (benchmarks)
         self.tracks: dict[str, MediaStreamTrack] = {}
         if "camera" in publish:
@@ -148,8 +149,21 @@ class RtcClient:
                 # Attach by mid: addTrack could pick a remote peer's m-line.
                 transceiver.direction = "sendonly"
                 transceiver.sender.replaceTrack(self.tracks.get(owner[1]))
+                if transceiver.kind == "video":
+                    self._prefer_video_codec(transceiver)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         await self.send({"type": "answer", "sdp": self.pc.localDescription.sdp})
+
+    def _prefer_video_codec(self, transceiver: RTCRtpTransceiver) -> None:
+        """Answer with our clip's codec first: aiortc (like a browser) sends with the first
+        codec of its answer. aiortc applies setCodecPreferences only to the m-lines that
+        exist before the offer arrives, so reorder the negotiated list directly."""
+        codecs = transceiver._codecs
+        preferred = [c for c in codecs if c.mimeType.upper() == f"VIDEO/{self.video_codec}"]
+        if preferred:
+            first = preferred[0]
+            rtx = [c for c in codecs if c.parameters.get("apt") == first.payloadType]
+            transceiver._codecs = [first, *rtx] + [c for c in codecs if c not in (first, *rtx)]
 
     # What we receive
 

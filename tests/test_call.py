@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -43,6 +44,38 @@ async def test_four_peers_receive_identical_frames(make_config, make_client, cod
                     assert all(frame in sent for frame in frames)
                 else:
                     assert all(unit in sent for frame in frames for unit in nal_units(frame))
+
+
+async def test_each_subscriber_gets_the_codec_its_publisher_sends(make_config, make_client):
+    """With VP8 and H264 both offered, one publisher sends VP8 and another H264: a third
+    peer receives each in its publisher's codec, frames unchanged."""
+    http = await make_client(make_config(media={"video_codecs": ["VP8", "H264"]}))
+    room_id = await create_room(http)
+    vp8 = RtcClient(base_url(http), room_id, "V", video_codec="VP8")
+    h264 = RtcClient(base_url(http), room_id, "H", video_codec="H264")
+    try:
+        await vp8.join()
+        await h264.join()
+        async with clients(http, room_id, 1, publish=()) as (viewer,):
+            await viewer.wait_decoded((vp8.peer_id, "camera"), frames=10)
+            await viewer.wait_decoded((h264.peer_id, "camera"), frames=10)
+            offer = [m for m in viewer.messages if m["type"] == "offer"][-1]["sdp"]
+            for peer, codec in ((vp8, "VP8"), (h264, "H264")):
+                mid = viewer.mid_of((peer.peer_id, "camera"))
+                section = offer.split(f"a=mid:{mid}\r\n")[0].rsplit("m=", 1)[1]
+                section += offer.split(f"a=mid:{mid}\r\n")[1].split("m=", 1)[0]
+                offered = set(re.findall(r"a=rtpmap:\d+ (\w+)/", section)) - {"rtx"}
+                assert offered == {codec}
+            vp8_frames = set(video_clip("VP8").frames)
+            assert all(f in vp8_frames for f in viewer.received_from(vp8.peer_id, "camera").frames)
+            h264_units = {u for f in video_clip("H264").frames for u in nal_units(f)}
+            assert all(
+                u in h264_units
+                for f in viewer.received_from(h264.peer_id, "camera").frames
+                for u in nal_units(f)
+            )
+    finally:
+        await asyncio.gather(vp8.close(), h264.close())
 
 
 async def test_offer_shares_msid_between_a_peers_audio_and_video(make_config, make_client):

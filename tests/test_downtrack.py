@@ -176,6 +176,46 @@ def test_sequence_numbers_continuous_across_wrap(
     assert track.last_sequence == sent[-1]
 
 
+def test_long_streams_are_never_taken_for_late_packets() -> None:
+    """Past 32768 packets (11 minutes of audio) every packet is still forwarded, across
+    several 16-bit wraps, with consecutive sequence numbers."""
+    track = make("audio", "opus", start_sequence=7)
+    expected = 7
+    for i in range(140_000):
+        data = track.rewrite(Packet((40_000 + i) & 0xFFFF, 960 * i), 0)
+        assert data is not None, f"packet {i} dropped"
+        assert (data[2] << 8 | data[3]) == expected
+        expected = (expected + 1) & 0xFFFF
+
+
+def test_late_packet_just_before_the_start_is_dropped_even_after_a_while() -> None:
+    """A retransmission from before the keyframe that started the stream, arriving after a
+    few hundred newer packets, is still recognised as older than the start."""
+    track = make("video", "VP8")
+    rewrite(track, Packet(5000, 0, VP8_KEY))
+    for i in range(1, 300):
+        rewrite(track, Packet(5000 + i, 3000 * i, VP8_INTER))
+    assert track.rewrite(Packet(4990, 0, VP8_INTER), 0) is None
+
+
+@pytest.mark.parametrize("field_name", ["mid", "abs_send_time", "audio_level"])
+@pytest.mark.parametrize("bad_id", [15, 20, 255, -1])
+def test_extension_ids_outside_one_byte_range_are_refused(field_name: str, bad_id: int) -> None:
+    """Ids a one-byte header extension cannot carry never reach the per-packet code."""
+    with pytest.raises(ValueError, match=field_name):
+        ExtensionIds(**{field_name: bad_id})
+
+
+def test_release_cache_frees_retransmissions() -> None:
+    """After the subscription ends its 512-packet cache is dropped."""
+    track = make("video", "VP8")
+    data = rewrite(track, Packet(1, 0, VP8_KEY))
+    sequence = data[2] << 8 | data[3]
+    assert track.retransmission(sequence) == data
+    track.release_cache()
+    assert track.retransmission(sequence) is None
+
+
 def test_sequence_gaps_are_preserved() -> None:
     """A publisher loss stays a gap for the subscriber, so it can NACK the SFU."""
     track = make("audio", "opus", start_sequence=100)

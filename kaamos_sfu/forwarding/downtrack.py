@@ -46,11 +46,20 @@ class RtpSink(Protocol):
 
 @dataclass(frozen=True)
 class ExtensionIds:
-    """Header extension ids the subscriber negotiated for this m-line (0: not negotiated)."""
+    """Header extension ids the subscriber negotiated for this m-line (0: not negotiated).
+
+    One-byte header extensions (RFC 8285) only have ids 1 to 14; any other id is refused
+    here, so a subscriber's odd answer can never make the per-packet code fail.
+    """
 
     mid: int = 0
     abs_send_time: int = 0
     audio_level: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("mid", "abs_send_time", "audio_level"):
+            if not 0 <= getattr(self, name) <= 14:
+                raise ValueError(f"header extension id {name}={getattr(self, name)} not in 1-14")
 
 
 @dataclass(frozen=True)
@@ -84,17 +93,11 @@ class DownTrack:
         self.clock_rate = clock_rate
         self.payload_types = payload_types  # publisher's payload type -> subscriber's
         self.extension_ids = extension_ids
-        mid_bytes = mid.encode()[:16]  # a one-byte extension element carries 1-16 bytes
-        self._mid_element = (
-            bytes([(extension_ids.mid << 4) | (len(mid_bytes) - 1)]) + mid_bytes
-            if extension_ids.mid and mid_bytes
-            else b""
-        )
-        self._abs_send_time_prefix = (extension_ids.abs_send_time << 28) | (2 << 24)
         self._start_sequence = start_sequence
         self._start_timestamp = start_timestamp
         self.started = False
         self.needs_keyframe = kind == "video"  # no video until a keyframe starts
+        self._guarding_start = True  # drop late packets from before the first one sent
         self._first_in_sequence = 0
         self._sequence_offset = 0
         self._timestamp_offset = 0
@@ -104,7 +107,10 @@ class DownTrack:
         self.packets_sent = 0
         self.octets_sent = 0
         self.retransmissions = 0
-        self.remb_bps: int | None = None  # the subscriber's latest bandwidth estimate
+        self.remb_bps: int | None = None  # the subscriber's share of its bandwidth estimate
+        self._layouts = _extension_layouts(extension_ids, mid)
+        self._abs_send_time_prefix = (extension_ids.abs_send_time << 28) | (2 << 24)
+        self._audio_level_byte = extension_ids.audio_level << 4
 
     def rewrite(self, packet: RtpPacketLike, abs_send_time: int) -> bytes | None:
         """The packet as this subscriber must receive it, or None to skip it."""
@@ -115,28 +121,36 @@ class DownTrack:
             if not starts_keyframe(self.codec_name, packet.payload):
                 return None
             self._start(packet)
-        elif (packet.sequence_number - self._first_in_sequence) & 0x8000:
-            return None  # older than the first packet we forwarded
+        elif self._guarding_start:
+            ahead = (packet.sequence_number - self._first_in_sequence) & 0xFFFF
+            if ahead >= 0x8000:
+                return None  # older than the first packet we forwarded
+            if ahead > 0x1000:
+                self._guarding_start = False  # far past the start: no late packet left
         sequence = (packet.sequence_number + self._sequence_offset) & 0xFFFF
         timestamp = (packet.timestamp + self._timestamp_offset) & 0xFFFFFFFF
-        header = _HEADER.pack(
-            0x90 | len(packet.csrc),
-            (0x80 if packet.marker else 0) | payload_type,
-            sequence,
-            timestamp,
-            self.ssrc,
-        )
-        extensions = self._extensions(packet, abs_send_time)
-        if packet.csrc:
-            header += b"".join(_CSRC.pack(c) for c in packet.csrc)
-        data = b"".join(
-            (
-                header,
-                _EXTENSION_HEADER.pack(ONE_BYTE_EXTENSIONS, len(extensions) >> 2),
-                extensions,
-                packet.payload,
+        level = packet.extensions.audio_level if self._audio_level_byte else None  # type: ignore[attr-defined]
+        prefix, padding = self._layouts[level is not None]
+        parts = [
+            _HEADER.pack(
+                0x90 | len(packet.csrc),
+                (0x80 if packet.marker else 0) | payload_type,
+                sequence,
+                timestamp,
+                self.ssrc,
             )
-        )
+        ]
+        if packet.csrc:
+            parts.extend(_CSRC.pack(c) for c in packet.csrc)
+        parts.append(prefix)
+        if self._abs_send_time_prefix >> 28:
+            parts.append(_U32.pack(self._abs_send_time_prefix | abs_send_time))
+        if level is not None:
+            vad, value = level
+            parts.append(bytes((self._audio_level_byte, (0x80 if vad else 0) | (value & 0x7F))))
+        parts.append(padding)
+        parts.append(packet.payload)
+        data = b"".join(parts)
         if ((sequence - self.last_sequence) & 0xFFFF) < 0x8000:
             self.last_sequence = sequence
             self.last_timestamp = timestamp
@@ -145,6 +159,10 @@ class DownTrack:
         self.packets_sent += 1
         self.octets_sent += len(packet.payload)
         return data
+
+    def release_cache(self) -> None:
+        """Free the retransmission cache once this subscription has ended."""
+        self._cache = []
 
     def retransmission(self, sequence: int) -> bytes | None:
         """The packet this subscriber NACKed, from the cache, if we still have it."""
@@ -172,14 +190,21 @@ class DownTrack:
         self._sequence_offset = (self._start_sequence - packet.sequence_number) & 0xFFFF
         self._timestamp_offset = (self._start_timestamp - packet.timestamp) & 0xFFFFFFFF
 
-    def _extensions(self, packet: RtpPacketLike, abs_send_time: int) -> bytes:
-        ids = self.extension_ids
-        parts = [self._mid_element]
-        if ids.abs_send_time:
-            parts.append(_U32.pack(self._abs_send_time_prefix | abs_send_time))
-        level = getattr(packet.extensions, "audio_level", None)
-        if ids.audio_level and level is not None:
-            vad, value = level
-            parts.append(bytes([ids.audio_level << 4, (0x80 if vad else 0) | (value & 0x7F)]))
-        data = b"".join(parts)
-        return data + b"\0" * (-len(data) % 4)
+
+def _extension_layouts(ids: ExtensionIds, mid: str) -> tuple[tuple[bytes, bytes], ...]:
+    """The fixed parts of the header extension block, without and with an audio level.
+
+    Only abs-send-time and the audio level change from packet to packet, so everything
+    else (profile, length, the mid element, padding) is computed once per subscription.
+    Index the result with `has_audio_level`: (bytes before the varying fields, padding).
+    """
+    mid_bytes = mid.encode()[:16]  # a one-byte extension element carries 1 to 16 bytes
+    has_mid = bool(ids.mid and mid_bytes)
+    mid_element = bytes([(ids.mid << 4) | (len(mid_bytes) - 1)]) + mid_bytes if has_mid else b""
+    layouts = []
+    for has_level in (False, True):
+        size = len(mid_element) + (4 if ids.abs_send_time else 0) + (2 if has_level else 0)
+        padding = -size % 4
+        prefix = _EXTENSION_HEADER.pack(ONE_BYTE_EXTENSIONS, (size + padding) >> 2) + mid_element
+        layouts.append((prefix, b"\0" * padding))
+    return tuple(layouts)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from .downtrack import DownTrack, RtpPacketLike, SenderClock
 from .receive_stats import ReceiveStats
+
+log = logging.getLogger(__name__)
 
 KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI upstream per track per 500 ms
 ABS_SEND_TIME_MASK = 0xFFFFFF
@@ -65,11 +68,15 @@ class UpTrack:
         send_time = abs_send_time(time.time())
         waiting = False
         for downtrack in self.downtracks:
-            data = downtrack.rewrite(packet, send_time)
-            if data is not None:
-                await downtrack.sink.send_rtp(data)
-            elif downtrack.needs_keyframe:
-                waiting = True
+            try:
+                data = downtrack.rewrite(packet, send_time)
+                if data is not None:
+                    await downtrack.sink.send_rtp(data)
+                elif downtrack.needs_keyframe:
+                    waiting = True
+            except Exception:  # one broken subscription must not stop the others
+                log.exception("dropping a failing subscription", extra={"peer_id": self.peer_id})
+                self.detach(downtrack)
         if waiting:
             await self.request_keyframe()
 

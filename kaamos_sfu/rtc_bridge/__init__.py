@@ -16,6 +16,7 @@ from .codecs import (
     subscriber_codec_preferences,
 )
 from .connection import (
+    RTCP_INTERVAL_MAX,
     add_forwarding_transceiver,
     check_answer_matches_offer,
     configure_ice,
@@ -32,6 +33,7 @@ from .receiver import Activity, ForwardingReceiver
 from .sender import ForwardingSender, NegotiatedSend
 
 __all__ = [
+    "RTCP_INTERVAL_MAX",
     "AIORTC_VERSION",
     "Activity",
     "Codec",

@@ -104,7 +104,8 @@ def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Codec]:
 
 
 def extension_ids(extensions: list[RTCRtpHeaderExtensionParameters]) -> ExtensionIds:
-    ids = {x.uri: x.id for x in extensions}
+    """The ids we write; one we cannot write in a one-byte header is left out (0)."""
+    ids = {x.uri: x.id for x in extensions if 1 <= x.id <= 14}
     return ExtensionIds(
         mid=ids.get(URI_MID, 0),
         abs_send_time=ids.get(URI_ABS_SEND_TIME, 0),

@@ -118,8 +118,12 @@ def parse_remote_candidate(candidate: str, sdp_mid: str | None, sdp_mline_index:
     return parsed
 
 
-def check_answer_matches_offer(pc: RTCPeerConnection, sdp: str) -> None:
-    """ValueError unless the answer parses and has exactly our offer's m-lines, in order."""
+def check_answer_matches_offer(pc: RTCPeerConnection, sdp: str) -> dict[str, int]:
+    """ValueError unless the answer parses and has exactly our offer's m-lines, in order.
+
+    Returns, for each mid, the payload type the answer lists first (not RTX): the one the
+    client will send with. (aiortc keeps the negotiated codecs in *our* preference order.)
+    """
     try:
         answer = SessionDescription.parse(sdp)
     except Exception as exc:  # the parser raises whatever the bad line triggers
@@ -128,6 +132,16 @@ def check_answer_matches_offer(pc: RTCPeerConnection, sdp: str) -> None:
     answered = [m.rtp.muxId for m in answer.media]
     if offered != answered:
         raise ValueError(f"m-lines {answered} do not match the offer's {offered}")
+    for media in answer.media:
+        for extension in media.rtp.headerExtensions:
+            if not 1 <= extension.id <= 14:
+                raise ValueError(f"header extension id {extension.id} is not in 1-14")
+    return {
+        media.rtp.muxId: codec.payloadType
+        for media in answer.media
+        for codec in media.rtp.codecs[:1]
+        if codec.payloadType is not None
+    }
 
 
 def is_mdns_candidate(candidate: str) -> bool:
@@ -143,5 +157,9 @@ def strip_mdns_candidates(sdp: str) -> str:
     )
 
 
+RTCP_INTERVAL_MAX = 1.5
+
+
 def jittered_rtcp_interval() -> float:
-    return 0.5 + random.random()
+    """0.5 to 1.5 s, randomized as RFC 3550 asks so that reports do not synchronize."""
+    return 0.5 + random.random() * (RTCP_INTERVAL_MAX - 0.5)
