@@ -47,7 +47,13 @@ def _test_pictures(count: int, width: int, height: int) -> list[av.VideoFrame]:
 
 
 @cache
-def video_clip(codec: str, seconds: float = 2.0, width: int = 320, height: int = 180) -> Clip:
+def video_clip(
+    codec: str,
+    seconds: float = 2.0,
+    width: int = 320,
+    height: int = 180,
+    keyframe_interval: int = KEYFRAME_INTERVAL,
+) -> Clip:
     count = int(seconds * VIDEO_RATE)
     if codec == "VP8":
         context = av.CodecContext.create("libvpx", "w")
@@ -56,8 +62,8 @@ def video_clip(codec: str, seconds: float = 2.0, width: int = 320, height: int =
             "cpu-used": "8",
             "lag-in-frames": "0",
             "auto-alt-ref": "0",
-            "g": str(KEYFRAME_INTERVAL),
-            "keyint_min": str(KEYFRAME_INTERVAL),
+            "g": str(keyframe_interval),
+            "keyint_min": str(keyframe_interval),
         }
     elif codec == "H264":
         context = av.CodecContext.create("libx264", "w")
@@ -65,8 +71,8 @@ def video_clip(codec: str, seconds: float = 2.0, width: int = 320, height: int =
             "preset": "ultrafast",
             "tune": "zerolatency",
             "profile": "baseline",
-            "g": str(KEYFRAME_INTERVAL),
-            "keyint_min": str(KEYFRAME_INTERVAL),
+            "g": str(keyframe_interval),
+            "keyint_min": str(keyframe_interval),
             "sc_threshold": "0",
             "bf": "0",
         }
@@ -117,14 +123,25 @@ def opus_clip(seconds: float = 2.0) -> Clip:
 
 
 class LoopedPacketTrack(MediaStreamTrack):
-    """Sends a clip's encoded frames forever, with monotonic pts, paced in real time."""
+    """Sends a clip's encoded frames forever, with monotonic pts, paced in real time.
+
+    Like a camera's encoder, it answers a keyframe request (`request_keyframe()`, called
+    when a PLI or FIR arrives) by jumping to the clip's next keyframe.
+    """
 
     def __init__(self, clip: Clip) -> None:
         super().__init__()
         self.kind = clip.kind
         self.clip = clip
         self.sent = 0
+        self.position = 0
+        self.keyframe_requests = 0
+        self._jump = False
         self._start: float | None = None
+
+    def request_keyframe(self) -> None:
+        self.keyframe_requests += 1
+        self._jump = True
 
     async def recv(self) -> av.Packet:
         if self._start is None:
@@ -133,7 +150,12 @@ class LoopedPacketTrack(MediaStreamTrack):
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        data = self.clip.frames[self.sent % len(self.clip.frames)]
+        if self._jump:
+            self._jump = False
+            while not self.clip.keyframes[self.position % len(self.clip.frames)]:
+                self.position += 1
+        data = self.clip.frames[self.position % len(self.clip.frames)]
+        self.position += 1
         packet = av.Packet(data)
         packet.pts = self.sent * self.clip.frame_ticks
         packet.time_base = self.clip.time_base

@@ -23,8 +23,15 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtp import RtcpSrPacket
-from media import LoopedPacketTrack, opus_clip, video_clip
+from aiortc.rtp import (
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RtcpPsfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    is_rtcp,
+)
+from media import KEYFRAME_INTERVAL, LoopedPacketTrack, opus_clip, video_clip
 
 TrackKey = tuple[str, str]
 
@@ -52,6 +59,7 @@ class RtcClient:
         name: str,
         publish: tuple[str, ...] = ("camera", "microphone"),
         video_codec: str = "VP8",
+        keyframe_interval: int = KEYFRAME_INTERVAL,
         auto_answer: bool = True,
         decode: bool = True,
     ) -> None:
@@ -64,7 +72,9 @@ class RtcClient:
         self.decode = decode  # False: count packets and frames, skip the decoder (benchmarks)
         self.tracks: dict[str, MediaStreamTrack] = {}
         if "camera" in publish:
-            self.tracks["camera"] = LoopedPacketTrack(video_clip(video_codec))
+            self.tracks["camera"] = LoopedPacketTrack(
+                video_clip(video_codec, keyframe_interval=keyframe_interval)
+            )
         if "microphone" in publish:
             self.tracks["microphone"] = LoopedPacketTrack(opus_clip())
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy="max-bundle"))
@@ -75,6 +85,8 @@ class RtcClient:
         self.received: dict[str, Received] = defaultdict(Received)
         self.drop_once: set[int] = set()  # SSRCs whose next packet the "network" loses
         self.dropped: dict[int, int] = {}  # SSRC -> sequence number lost
+        self.lose_outgoing_once: set[int] = set()  # our SSRCs whose next packet is lost
+        self.lost_outgoing: dict[int, tuple[int, bytes]] = {}  # SSRC -> (sequence, payload)
         self._session: aiohttp.ClientSession | None = None
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -151,8 +163,26 @@ class RtcClient:
                 transceiver.sender.replaceTrack(self.tracks.get(owner[1]))
                 if transceiver.kind == "video":
                     self._prefer_video_codec(transceiver)
+                    self._answer_keyframe_requests(transceiver)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         await self.send({"type": "answer", "sdp": self.pc.localDescription.sdp})
+
+    def _answer_keyframe_requests(self, transceiver: RTCRtpTransceiver) -> None:
+        """A PLI or FIR for our video makes its track jump to the next keyframe."""
+        sender = transceiver.sender
+        if id(sender) in self._hooked:
+            return
+        self._hooked.add(id(sender))
+        handle = sender._handle_rtcp_packet
+
+        async def on_rtcp(packet: Any) -> None:
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                track = sender.track
+                if isinstance(track, LoopedPacketTrack):
+                    track.request_keyframe()
+            await handle(packet)
+
+        sender._handle_rtcp_packet = on_rtcp
 
     def _prefer_video_codec(self, transceiver: RTCRtpTransceiver) -> None:
         """Answer with our clip's codec first: aiortc (like a browser) sends with the first
@@ -214,7 +244,8 @@ class RtcClient:
         decoder_queue.put = on_frame
 
     def _instrument_network(self, transceiver: RTCRtpTransceiver) -> None:
-        """Lose chosen packets before SRTP, as a network would (SRTP headers are clear)."""
+        """Lose chosen packets as a network would: incoming ones before SRTP (their headers
+        are clear), outgoing ones before they are protected and sent."""
         ice = transceiver.receiver.transport.transport
         if id(ice) in self._hooked:
             return
@@ -234,6 +265,21 @@ class RtcClient:
                 return data
 
         ice._recv = lossy_receive
+
+        dtls = transceiver.receiver.transport
+        send_rtp = dtls._send_rtp
+
+        async def lossy_send(data: bytes) -> None:
+            if self.lose_outgoing_once and not is_rtcp(data):
+                ssrc = int.from_bytes(data[8:12], "big")
+                if ssrc in self.lose_outgoing_once:
+                    self.lose_outgoing_once.discard(ssrc)
+                    packet = RtpPacket.parse(data)
+                    self.lost_outgoing[ssrc] = (packet.sequence_number, packet.payload)
+                    return
+            await send_rtp(data)
+
+        dtls._send_rtp = lossy_send
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)

@@ -139,11 +139,15 @@ async def test_client_leaving_mid_call(make_config, make_client):
 
 
 async def test_joining_mid_call_decodes_keyframe_within_one_second(make_config, make_client):
-    """A client joining a running call decodes the others' video within 1 s of its answer."""
+    """A client joining a running call makes the SFU ask the publisher for a keyframe, and
+    decodes its video within 1 s of answering, though the publisher's own keyframes are
+    2 s apart."""
     http = await make_client(make_config())
     room_id = await create_room(http)
-    async with clients(http, room_id, 2) as (a, b):
+    async with clients(http, room_id, 2, keyframe_interval=1000) as (a, b):
         await b.wait_decoded((a.peer_id, "camera"), frames=10)
+        camera = a.tracks["camera"]
+        requests_before = camera.keyframe_requests
         late = RtcClient(base_url(http), room_id, "C")
         try:
             await late.join()
@@ -152,6 +156,7 @@ async def test_joining_mid_call_decodes_keyframe_within_one_second(make_config, 
             await late.wait_decoded((a.peer_id, "camera"), frames=1, timeout=5)
             elapsed = late.received_from(a.peer_id, "camera").first_decoded_at - answered
             assert elapsed < 1.0, f"first frame after {elapsed:.3f} s"
+            assert camera.keyframe_requests > requests_before
         finally:
             await late.close()
 

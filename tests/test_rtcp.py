@@ -10,6 +10,7 @@ from aiortc.rtp import (
     RTCP_PSFB_PLI,
     RtcpPacket,
     RtcpPsfbPacket,
+    RtcpRtpfbPacket,
     RtcpSrPacket,
     is_rtcp,
     pack_remb_fci,
@@ -84,6 +85,29 @@ async def test_nacked_packet_is_retransmitted(make_config, make_client):
         assert stream.payloads[sequence] in sent
 
 
+async def test_sfu_nacks_what_it_missed_from_the_publisher(make_config, make_client):
+    """A video packet lost between publisher and SFU is NACKed by the SFU, resent by the
+    publisher (as RTX), and reaches the subscriber with its payload unchanged."""
+    http = await make_client(make_config())
+    room_id = await create_room(http)
+    async with clients(http, room_id, 2) as (a, b):
+        await b.wait_decoded((a.peer_id, "camera"), frames=5)
+        seen = record_publisher_rtcp(a, "camera")
+        camera = next(t for t in a.pc.getTransceivers()
+                      if t.mid == a.mid_of((a.peer_id, "camera")))
+        a.lose_outgoing_once.add(camera.sender._ssrc)
+        await eventually(lambda: camera.sender._ssrc in a.lost_outgoing, what="a lost packet")
+        sequence, payload = a.lost_outgoing[camera.sender._ssrc]
+        await eventually(
+            lambda: any(isinstance(p, RtcpRtpfbPacket) and sequence in p.lost for p in seen),
+            timeout=3,
+            what=f"a NACK for {sequence} at the publisher",
+        )
+        stream = b.received_from(a.peer_id, "camera")
+        await eventually(lambda: payload in stream.payloads.values(), timeout=3,
+                         what="the recovered packet at the subscriber")
+
+
 async def test_sender_reports_map_to_publisher_clock(make_config, make_client):
     """Sender reports for a forwarded stream put its RTP timestamps on the publisher's
     NTP clock: the mapping the publisher reported, shifted by the SFU's timestamp offset."""
@@ -136,35 +160,45 @@ def _timestamp_offset(a: RtcClient, b: RtcClient, mid: str) -> int | None:
 
 
 async def test_publisher_gets_weakest_subscribers_bandwidth(make_config, make_client):
-    """The REMB sent to a publisher is the minimum of its subscribers' estimates."""
+    """The REMB sent to a publisher is the minimum of its subscribers' estimates (each the
+    subscriber's estimate shared among the streams it lists), not the latest one."""
     http = await make_client(make_config())
     room_id = await create_room(http)
     async with clients(http, room_id, 3) as (a, b, c):
         await b.wait_decoded((a.peer_id, "camera"), frames=5)
         await c.wait_decoded((a.peer_id, "camera"), frames=5)
+        subscribers = []
+        for client, estimate in ((b, 246_000), (c, 456_000)):
+            receiver = receiver_of(client, (a.peer_id, "camera"))
+            # Only our estimates: silence aiortc's own bandwidth estimator.
+            receiver._RTCRtpReceiver__remote_bitrate_estimator = None
+            stream = client.received_from(a.peer_id, "camera")
+            # b lists a second SSRC: its 246 kbps are shared, 123 kbps for this stream.
+            ssrcs = [stream.ssrc, 0x0BADF00D] if client is b else [stream.ssrc]
+            subscribers.append((receiver, estimate, ssrcs))
         seen = record_publisher_rtcp(a, "camera")
-        weak = 123_000
-        stream = b.received_from(a.peer_id, "camera")
-        receiver = receiver_of(b, (a.peer_id, "camera"))
-        rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc
 
-        def remb_at_publisher() -> list[int]:
-            return [
-                unpack_remb_fci(p.fci)[0]
-                for p in seen
-                if isinstance(p, RtcpPsfbPacket) and p.fmt == RTCP_PSFB_APP
-            ]
+        async def send_estimates() -> None:
+            for receiver, estimate, ssrcs in subscribers:
+                await receiver._send_rtcp(
+                    RtcpPsfbPacket(
+                        fmt=RTCP_PSFB_APP,
+                        ssrc=receiver._RTCRtpReceiver__rtcp_ssrc,
+                        media_ssrc=0,
+                        fci=pack_remb_fci(estimate, ssrcs),
+                    )
+                )
 
-        async def send_weak_estimate() -> None:
-            packet = RtcpPsfbPacket(
-                fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0,
-                fci=pack_remb_fci(weak, [stream.ssrc]),
-            )
-            await receiver._send_rtcp(packet)
-
-        for _ in range(30):
-            await send_weak_estimate()
+        await send_estimates()
+        await asyncio.sleep(0.2)
+        start = len(seen)
+        for _ in range(25):  # c's larger estimate always arrives last
+            await send_estimates()
             await asyncio.sleep(0.1)
-            if weak in remb_at_publisher():
-                break
-        assert weak in remb_at_publisher()
+        later = [
+            unpack_remb_fci(p.fci)[0]
+            for p in seen[start:]
+            if isinstance(p, RtcpPsfbPacket) and p.fmt == RTCP_PSFB_APP
+        ]
+        assert later, "the publisher got REMB"
+        assert set(later) == {123_000}, later

@@ -91,7 +91,9 @@ class ForwardingSender(RTCRtpSender):
             except ValueError:
                 return
             if self._ssrc in ssrcs:
-                downtrack.remb_bps = bitrate
+                # A REMB estimates the whole transport, for all the SSRCs it lists: this
+                # stream's fair share is the estimate divided among them.
+                downtrack.remb_bps = bitrate // len(ssrcs)
 
     def reports(self, now: float) -> list[AnyRtcpPacket]:
         """A sender report on the publisher's clock, once the publisher has sent one."""
