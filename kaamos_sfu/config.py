@@ -60,6 +60,8 @@ class SignalingConfig:
     answer_timeout_seconds: float = 30.0
     # More bad messages than this within 10 seconds closes the socket (flood).
     max_bad_messages: int = 10
+    # More messages of any kind than this within 10 seconds closes the socket (flood).
+    max_messages: int = 200
 
 
 @dataclass
@@ -219,6 +221,7 @@ def validate(config: Config) -> None:
         "must be at least 1024",
     )
     check(config.signaling.max_bad_messages >= 1, "signaling.max_bad_messages", "must be >= 1")
+    check(config.signaling.max_messages >= 20, "signaling.max_messages", "must be >= 20")
     check(bool(config.media.video_codecs), "media.video_codecs", "must name at least one codec")
     for codec in config.media.video_codecs:
         check(codec in VIDEO_CODECS, "media.video_codecs", f"unknown codec {codec!r}")

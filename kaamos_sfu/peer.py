@@ -20,7 +20,7 @@ from . import protocol
 from .config import Config
 from .forwarding import DownTrack, UpTrack
 from .negotiation import RECEIVE, SEND, Slot, TrackKey, WantedTrack, plan_slots
-from .protocol import SOURCE_KIND, BadMessage, CloseCode, IceCandidate, PeerInfo
+from .protocol import SOURCE_KIND, BadMessage, IceCandidate, PeerInfo
 from .registry import new_room_id
 from .rtc_bridge import (
     RTCP_INTERVAL_MAX,
@@ -247,8 +247,7 @@ class Peer:
 
     def _answer_late(self) -> None:
         self._answer_timer = None
-        log.info("offer unanswered", extra={"peer_id": self.peer_id})
-        self._spawn(self.connection.close(CloseCode.TIMEOUT, "offer unanswered"))
+        self.room.remove_soon(self, "offer unanswered")
 
     # Subscribing: bind our sending m-lines to the publishers' UpTracks
 
@@ -298,8 +297,10 @@ class Peer:
         self._spawn(published.uptrack.request_keyframe())
 
     def _unbind(self, sender: ForwardingSender) -> None:
+        """Stop forwarding to this m-line; its DownTrack stays for sequence continuity."""
         if sender.uptrack is not None and sender.downtrack is not None:
             sender.uptrack.detach(sender.downtrack)
+            sender.downtrack.release_cache()
         sender.uptrack = None
 
     # Messages from the client

@@ -34,6 +34,7 @@ class CloseCode(IntEnum):
     ROOM_EXPIRED = 4410
     FLOOD = 4429
     INTERNAL_ERROR = 4500
+    TOO_SLOW = 4503
 
 
 # A refusal is an `error` message followed by a close with this code.

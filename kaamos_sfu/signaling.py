@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0  # ping interval; a missed pong closes the socket
 MAX_FRAME_BYTES = 1024 * 1024  # above this aiohttp closes with 1009
 FLOOD_WINDOW_SECONDS = 10.0
+MAX_QUEUED = 256  # messages waiting for a client that does not read them
+CLOSE_FLUSH_SECONDS = 2.0
 
 
 def add_routes(app: web.Application) -> None:
@@ -46,24 +48,50 @@ def add_routes(app: web.Application) -> None:
 
 
 class WebSocketConnection:
-    """A peer's `Connection`: sends are serialized, and sending to a closed socket is a no-op."""
+    """A peer's `Connection`. `send` only queues: one writer task drains the queue, so a
+    client that stops reading never holds up the room's other peers (broadcasts), and one
+    that falls MAX_QUEUED messages behind is disconnected."""
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
-        self._lock = asyncio.Lock()
+        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._closing = False
+        self._writer = asyncio.ensure_future(self._write())
 
     async def send(self, message: dict[str, Any]) -> None:
-        async with self._lock:
-            if self.ws.closed:
-                return
+        if self._closing or self.ws.closed:
+            return
+        if self._queue.qsize() >= MAX_QUEUED:
+            log.info("client not reading its messages")
+            asyncio.ensure_future(self.close(CloseCode.TOO_SLOW, "not reading"))
+            return
+        self._queue.put_nowait(message)
+
+    async def close(self, code: int, reason: str) -> None:
+        """Send what is queued (for up to CLOSE_FLUSH_SECONDS), then close with `code`."""
+        if self._closing:
+            return
+        self._closing = True
+        self._queue.put_nowait(None)
+        await asyncio.wait({self._writer}, timeout=CLOSE_FLUSH_SECONDS)
+        self._writer.cancel()
+        if not self.ws.closed:
+            try:
+                await asyncio.wait_for(
+                    self.ws.close(code=code, message=reason.encode()[:120]), CLOSE_FLUSH_SECONDS
+                )
+            except TimeoutError:
+                pass  # the heartbeat will drop a socket that cannot even take a close frame
+
+    def stop(self) -> None:
+        self._writer.cancel()
+
+    async def _write(self) -> None:
+        while (message := await self._queue.get()) is not None:
             try:
                 await self.ws.send_json(message)
             except (ConnectionError, RuntimeError):
-                pass  # the socket went away; the handler notices and removes the peer
-
-    async def close(self, code: int, reason: str) -> None:
-        if not self.ws.closed:
-            await self.ws.close(code=code, message=reason.encode()[:120])
+                return  # the socket went away; the handler notices and removes the peer
 
 
 class FloodGuard:
@@ -132,7 +160,9 @@ class Session:
 
     async def leave(self, reason: str) -> None:
         if self.peer is not None and self.room is not None:
-            await self.manager.leave(self.room, self.peer, reason)
+            # Shielded: aiohttp cancels the handler when the socket closes, and the peer
+            # must still be removed and the others told.
+            await asyncio.shield(self.manager.leave(self.room, self.peer, reason))
             self.peer = None
 
 
@@ -142,7 +172,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     connection = WebSocketConnection(ws)
     session = Session(request.match_info["room_id"], request.app[ROOMS], connection)
-    guard = FloodGuard(config.signaling.max_bad_messages)
+    bad_messages = FloodGuard(config.signaling.max_bad_messages)
+    all_messages = FloodGuard(config.signaling.max_messages)
     join_deadline = time.monotonic() + config.signaling.join_timeout_seconds
     reason = "socket closed"
     try:
@@ -161,16 +192,21 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             if frame.type == WSMsgType.ERROR:
                 reason = "socket error"
                 break
+            if all_messages.record(time.monotonic()):
+                reason = "flood"
+                await connection.close(CloseCode.FLOOD, "too many messages")
+                break
             try:
                 await session.handle(_parse_frame(frame, config.signaling.max_message_bytes))
             except BadMessage as exc:
                 await connection.send(protocol.error(ErrorCode.BAD_MESSAGE, str(exc)))
-                if guard.record(time.monotonic()):
+                if bad_messages.record(time.monotonic()):
                     reason = "flood"
                     await connection.close(CloseCode.FLOOD, "too many bad messages")
                     break
     finally:
         await session.leave(reason)
+        connection.stop()
     return ws
 
 

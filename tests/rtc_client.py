@@ -34,6 +34,7 @@ from aiortc.rtp import (
 from media import KEYFRAME_INTERVAL, LoopedPacketTrack, opus_clip, video_clip
 
 TrackKey = tuple[str, str]
+MAX_RECORDED_PAYLOADS = 20_000  # per stream: about 5 minutes of test video
 
 
 @dataclass
@@ -45,6 +46,8 @@ class Received:
     payloads: dict[int, bytes] = field(default_factory=dict)  # last payload per sequence
     timestamps: dict[int, int] = field(default_factory=dict)  # RTP timestamp per sequence
     ssrc: int | None = None
+    mids: set[str] = field(default_factory=set)  # sdes:mid header extension values seen
+    stamped: int = 0  # packets carrying abs-send-time
     frames: list[bytes] = field(default_factory=list)  # encoded frames, before decoding
     decoded: int = 0
     first_decoded_at: float | None = None
@@ -87,6 +90,7 @@ class RtcClient:
         self.dropped: dict[int, int] = {}  # SSRC -> sequence number lost
         self.lose_outgoing_once: set[int] = set()  # our SSRCs whose next packet is lost
         self.lost_outgoing: dict[int, tuple[int, bytes]] = {}  # SSRC -> (sequence, payload)
+        self.sent_payloads: dict[int, set[bytes]] = defaultdict(set)  # SSRC -> RTP payloads
         self._session: aiohttp.ClientSession | None = None
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -200,6 +204,12 @@ class RtcClient:
     def mid_of(self, key: TrackKey) -> str | None:
         return next((mid for mid, owner in self.offer_tracks.items() if owner == key), None)
 
+    def sent_on(self, source: str) -> set[bytes]:
+        """The RTP payloads this client has sent for one of its sources."""
+        mid = self.mid_of((self.peer_id or "", source))
+        sender = next(t.sender for t in self.pc.getTransceivers() if t.mid == mid)
+        return self.sent_payloads[sender._ssrc]
+
     def received_from(self, peer_id: str, source: str) -> Received:
         mid = self.mid_of((peer_id, source))
         assert mid is not None, f"{self.name} has no m-line for {peer_id}/{source}"
@@ -222,6 +232,10 @@ class RtcClient:
             record.sequences.append(packet.sequence_number)
             record.payloads[packet.sequence_number] = packet.payload
             record.timestamps[packet.sequence_number] = packet.timestamp
+            if packet.extensions.mid is not None:
+                record.mids.add(packet.extensions.mid)
+            if packet.extensions.abs_send_time is not None:
+                record.stamped += 1
             await handle_rtp(packet, arrival_time_ms)
 
         async def on_rtcp(packet: Any) -> None:
@@ -270,6 +284,10 @@ class RtcClient:
         send_rtp = dtls._send_rtp
 
         async def lossy_send(data: bytes) -> None:
+            if not is_rtcp(data):
+                packet = RtpPacket.parse(data)
+                if len(self.sent_payloads[packet.ssrc]) < MAX_RECORDED_PAYLOADS:
+                    self.sent_payloads[packet.ssrc].add(packet.payload)
             if self.lose_outgoing_once and not is_rtcp(data):
                 ssrc = int.from_bytes(data[8:12], "big")
                 if ssrc in self.lose_outgoing_once:

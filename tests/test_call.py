@@ -19,8 +19,9 @@ def nal_units(frame: bytes) -> list[bytes]:
 
 @pytest.mark.parametrize("codec", ["VP8", "H264"])
 async def test_four_peers_receive_identical_frames(make_config, make_client, codec):
-    """Four clients each decode the other three's video, whose encoded frames are the
-    publisher's bytes exactly, and receive their audio."""
+    """Four clients each decode the other three's video and receive their audio; every RTP
+    payload that arrives is byte for byte one its publisher sent (so the decoded frames are
+    the publisher's frames), and the frames reassembled are the publisher's encoded frames."""
     http = await make_client(make_config(media={"video_codecs": [codec]}))
     room_id = await create_room(http)
     async with clients(http, room_id, 4, video_codec=codec) as peers:
@@ -29,21 +30,32 @@ async def test_four_peers_receive_identical_frames(make_config, make_client, cod
                 if sender is not receiver:
                     await receiver.wait_decoded((sender.peer_id, "camera"), frames=15)
                     await receiver.wait_packets((sender.peer_id, "microphone"), packets=25)
-        clip = video_clip(codec)
-        if codec == "VP8":
-            sent = set(clip.frames)
-        else:
-            sent = {unit for frame in clip.frames for unit in nal_units(frame)}
-        for receiver in peers:
-            for sender in peers:
-                if sender is receiver:
-                    continue
-                frames = receiver.received_from(sender.peer_id, "camera").frames
-                assert len(frames) >= 15
-                if codec == "VP8":
-                    assert all(frame in sent for frame in frames)
-                else:
-                    assert all(unit in sent for frame in frames for unit in nal_units(frame))
+        assert_forwarded_unchanged(peers, codec)
+
+
+def assert_forwarded_unchanged(peers: list[RtcClient], codec: str) -> None:
+    clip = video_clip(codec)
+    for receiver in peers:
+        for sender in peers:
+            if sender is receiver or "camera" not in sender.tracks:
+                continue
+            for source in ("camera", "microphone"):
+                record = receiver.received_from(sender.peer_id, source)
+                received = record.payloads.values()
+                assert received and set(received) <= sender.sent_on(source), source
+                # the subscriber's own mid, not the publisher's
+                assert record.mids == {receiver.mid_of((sender.peer_id, source))}
+            camera = receiver.received_from(sender.peer_id, "camera")
+            assert camera.stamped == camera.packets  # abs-send-time on every video packet
+            frames = receiver.received_from(sender.peer_id, "camera").frames
+            # aiortc's receiver can glue a partial frame after a jitter-buffer reset (under
+            # heavy load); the payload check above is the exact one.
+            if codec == "VP8":
+                matching = [f for f in frames if f in set(clip.frames)]
+            else:
+                units = {u for frame in clip.frames for u in nal_units(frame)}
+                matching = [f for f in frames if all(u in units for u in nal_units(f))]
+            assert len(matching) >= 0.9 * len(frames) >= 13
 
 
 async def test_each_subscriber_gets_the_codec_its_publisher_sends(make_config, make_client):
@@ -66,14 +78,9 @@ async def test_each_subscriber_gets_the_codec_its_publisher_sends(make_config, m
                 section += offer.split(f"a=mid:{mid}\r\n")[1].split("m=", 1)[0]
                 offered = set(re.findall(r"a=rtpmap:\d+ (\w+)/", section)) - {"rtx"}
                 assert offered == {codec}
-            vp8_frames = set(video_clip("VP8").frames)
-            assert all(f in vp8_frames for f in viewer.received_from(vp8.peer_id, "camera").frames)
-            h264_units = {u for f in video_clip("H264").frames for u in nal_units(f)}
-            assert all(
-                u in h264_units
-                for f in viewer.received_from(h264.peer_id, "camera").frames
-                for u in nal_units(f)
-            )
+            for publisher in (vp8, h264):
+                received = viewer.received_from(publisher.peer_id, "camera").payloads.values()
+                assert set(received) <= publisher.sent_on("camera")
     finally:
         await asyncio.gather(vp8.close(), h264.close())
 

@@ -15,6 +15,7 @@ from rtc_client import RtcClient
 
 from kaamos_sfu.appkeys import API_SECRET, REGISTRY
 from kaamos_sfu.auth import issue_token
+from kaamos_sfu.signaling import MAX_QUEUED, WebSocketConnection
 
 
 async def raw_socket(http, path: str) -> aiohttp.ClientWebSocketResponse:
@@ -305,3 +306,53 @@ async def test_peer_that_closes_its_connection_but_keeps_its_socket_is_removed(
         assert time.monotonic() - closed_at < 3
         await eventually(lambda: b.close_code is not None, what="close")
         assert b.close_code == 4408
+
+
+async def test_frame_over_one_mebibyte_closes_with_1009(client):
+    """A frame above 1 MiB is not buffered: the socket closes with 1009."""
+    ws = await raw_socket(client, "/ws/AAAAAAAAAA")
+    await ws.send_str("x" * (1024 * 1024 + 1))
+    await expect_close(ws, 1009)
+
+
+async def test_flood_of_valid_messages_closes_with_4429(make_config, make_client):
+    """More messages of any kind than signaling.max_messages in 10 s closes the socket."""
+    http = await make_client(make_config(signaling={"max_messages": 50}))
+    room_id = await create_room(http)
+    async with clients(http, room_id, 2, publish=()) as (a, spammer):
+        for index in range(60):
+            await spammer.send({"type": "mute", "source": "microphone", "muted": index % 2 == 0})
+        await eventually(lambda: spammer.close_code is not None, what="close")
+        assert spammer.close_code == 4429
+        await a.wait_for(lambda m: m == {"type": "peer-left", "peer_id": spammer.peer_id})
+
+
+class StuckSocket:
+    """A WebSocket whose client stopped reading: every send blocks."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.close_codes: list[int] = []
+        self.sent = 0
+
+    async def send_json(self, message: dict) -> None:
+        self.sent += 1
+        await asyncio.Event().wait()
+
+    async def close(self, code: int, message: bytes) -> None:
+        self.close_codes.append(code)
+        self.closed = True
+
+
+async def test_a_client_that_stops_reading_never_blocks_senders_and_is_dropped():
+    """Sending to a client that stopped reading returns at once; 256 messages behind, it is
+    closed with 4503."""
+    socket = StuckSocket()
+    connection = WebSocketConnection(socket)  # type: ignore[arg-type]
+    started = time.monotonic()
+    for index in range(MAX_QUEUED + 10):
+        await connection.send({"type": "peer-left", "peer_id": str(index)})
+    assert time.monotonic() - started < 0.5
+    await eventually(lambda: socket.close_codes == [4503], timeout=5, what="close 4503")
+    connection.stop()

@@ -1,7 +1,7 @@
 """The forwarding core: pure, synchronous per-packet code (no aiohttp, no aiortc, no I/O).
 
 `UpTrack` is one published source (a peer's camera, microphone or screen) as it arrives;
-`DownTrack` is that source as one subscriber receives it. The bridge (`rtc_bridge.py`)
+`DownTrack` is that source as one subscriber receives it. The bridge (`rtc_bridge/`)
 feeds parsed RTP into an `UpTrack` and hands the bytes a `DownTrack` writes to aiortc's
 DTLS/SRTP transport.
 """

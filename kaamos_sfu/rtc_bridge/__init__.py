@@ -33,8 +33,8 @@ from .receiver import Activity, ForwardingReceiver
 from .sender import ForwardingSender, NegotiatedSend
 
 __all__ = [
-    "RTCP_INTERVAL_MAX",
     "AIORTC_VERSION",
+    "RTCP_INTERVAL_MAX",
     "Activity",
     "Codec",
     "ForwardingReceiver",
