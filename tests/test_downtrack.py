@@ -206,6 +206,21 @@ def test_extension_ids_outside_one_byte_range_are_refused(field_name: str, bad_i
         ExtensionIds(**{field_name: bad_id})
 
 
+def test_restart_continues_numbering_from_the_next_keyframe() -> None:
+    """When the publisher's stream starts over (new SSRC, new numbers), the subscriber's
+    sequence numbers go on where they were, after the next keyframe."""
+    track = make("video", "VP8", start_sequence=100)
+    for i in range(5):
+        rewrite(track, Packet(7000 + i, 3000 * i, VP8_KEY if i == 0 else VP8_INTER))
+    last = track.last_sequence
+    track.restart()
+    assert track.rewrite(Packet(20, 99_000, VP8_INTER), 0) is None  # waits for a keyframe
+    data = rewrite(track, Packet(21, 102_000, VP8_KEY))
+    assert parse(data).sequence_number == (last + 1) & 0xFFFF
+    data = rewrite(track, Packet(22, 105_000, VP8_INTER))
+    assert parse(data).sequence_number == (last + 2) & 0xFFFF
+
+
 def test_release_cache_frees_retransmissions() -> None:
     """After the subscription ends its 512-packet cache is dropped."""
     track = make("video", "VP8")

@@ -344,3 +344,42 @@ def test_bandwidth_estimate_ignores_detached() -> None:
     slow.remb_bps, fast.remb_bps = 100_000, 900_000
     up.detach(slow)
     assert up.bandwidth_estimate() == 900_000
+
+
+async def test_restart_on_new_ssrc_keeps_every_subscriber_stream_continuous(
+    clock: FakeTime,
+) -> None:
+    """A publisher that starts over on a new SSRC resets the receive stats and the sender
+    clock; each subscriber's sequence numbers go on without a gap."""
+    requests = Requests()
+    up = make_uptrack(requests, "audio")
+    down = make_downtrack(up, 0x1001)
+    for sequence in range(3):
+        await up.forward(Packet(500 + sequence, timestamp=960 * sequence))
+    up.stats.add(502, 1920, 0.0)
+    up.on_sender_report(1 << 32, 1920)
+    up.restart(0x5EED)
+    assert up.media_ssrc == 0x5EED
+    assert up.stats.received == 0 and up.sender_clock is None
+    await up.forward(Packet(40_000, timestamp=7, ssrc=0x5EED))
+    sequences = [p.sequence_number for p in sent(down)]
+    assert sequences == [(sequences[0] + i) & 0xFFFF for i in range(4)]
+
+
+class FailingSink(Sink):
+    async def send_rtp(self, data: bytes) -> None:
+        raise ValueError("broken subscriber")
+
+
+async def test_a_failing_subscription_is_dropped_and_the_others_go_on(clock: FakeTime) -> None:
+    """An exception in one subscriber's send detaches it; the other subscribers still get
+    the packet and the ones after it."""
+    up = make_uptrack(Requests(), "audio")
+    good = make_downtrack(up, 0x1001)
+    bad = make_downtrack(up, 0x2002)
+    bad.sink = FailingSink()
+    later = make_downtrack(up, 0x3003)
+    for sequence in range(3):
+        await up.forward(Packet(sequence, timestamp=960 * sequence))
+    assert up.downtracks == (good, later)
+    assert len(sent(good)) == len(sent(later)) == 3

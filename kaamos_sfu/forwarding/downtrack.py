@@ -160,6 +160,15 @@ class DownTrack:
         self.octets_sent += len(packet.payload)
         return data
 
+    def restart(self) -> None:
+        """The publisher's stream started over (a new SSRC, new sequence numbers): go on
+        from where this subscriber's stream is, from the next keyframe."""
+        self.started = False
+        self.needs_keyframe = self.kind == "video"
+        self._guarding_start = True
+        self._start_sequence = (self.last_sequence + 1) & 0xFFFF
+        self._start_timestamp = (self.last_timestamp + self.clock_rate // 10) & 0xFFFFFFFF
+
     def release_cache(self) -> None:
         """Free the retransmission cache once this subscription has ended."""
         self._cache = []

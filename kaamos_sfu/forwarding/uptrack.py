@@ -91,6 +91,14 @@ class UpTrack:
         self.keyframe_requests += 1
         await self._request_keyframe(self.media_ssrc)
 
+    def restart(self, media_ssrc: int) -> None:
+        """The publisher now sends on another SSRC: its numbering starts over."""
+        self.media_ssrc = media_ssrc
+        self.stats = ReceiveStats(self.clock_rate)
+        self.sender_clock = None
+        for downtrack in self.downtracks:
+            downtrack.restart()
+
     def on_sender_report(self, ntp: int, rtp: int) -> None:
         self.sender_clock = SenderClock(ntp=ntp, rtp=rtp, received_at=time.monotonic())
 

@@ -85,7 +85,10 @@ class ForwardingReceiver(RTCRtpReceiver):
             uptrack.stats.missing.discard(packet.sequence_number)
         else:
             if uptrack.media_ssrc != packet.ssrc:
-                uptrack.media_ssrc = packet.ssrc
+                if uptrack.media_ssrc is None:
+                    uptrack.media_ssrc = packet.ssrc
+                else:
+                    uptrack.restart(packet.ssrc)
             missed = uptrack.stats.add(
                 packet.sequence_number, packet.timestamp, arrival_time_ms / 1000
             )
