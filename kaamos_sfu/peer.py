@@ -252,6 +252,8 @@ class Peer:
     # Subscribing: bind our sending m-lines to the publishers' UpTracks
 
     def _on_sender_negotiated(self, sender: ForwardingSender) -> None:
+        if self.closed:
+            return
         slot = next(s for s in self.slots if _media(s).sender is sender)
         key = _media(slot).answered_owner
         published = self.room.published_track(key) if key is not None else None
