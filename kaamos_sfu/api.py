@@ -185,8 +185,9 @@ async def delete_room(request: web.Request) -> web.Response:
     sub = _authenticate(request)
     room_id = _room_id(request)
     await _existing_room(request, room_id)  # an expired room may still be deleted
-    await request.app[ROOMS].end_room(room_id)
+    # The record goes first, so that nobody can join while the live room is being ended.
     await request.app[REGISTRY].delete(room_id)
+    await request.app[ROOMS].end_room(room_id)
     log.info("room deleted", extra={"room_id": room_id, "sub": sub})
     return web.Response(status=204)
 

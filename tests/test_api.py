@@ -239,7 +239,8 @@ async def test_expired_room_is_410_and_deletable(make_config: Any, make_client: 
 
 
 async def test_delete_room(client: Client, token: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """DELETE ends the live room, then removes the record: 204 with no body, then 404."""
+    """DELETE removes the record, then ends the live room (so nobody can join meanwhile):
+    204 with no body, then 404."""
     calls: list[tuple[str, bool]] = []
     registry = client.app[REGISTRY]
 
@@ -251,7 +252,7 @@ async def test_delete_room(client: Client, token: str, monkeypatch: pytest.Monke
     resp = await client.delete(f"/api/rooms/{room_id}", headers=auth(token))
     assert resp.status == 204
     assert await resp.read() == b""
-    assert calls == [(room_id, True)]  # the record still existed while peers were ended
+    assert calls == [(room_id, False)]  # the record was gone while peers were ended
     resp = await client.get(f"/api/rooms/{room_id}")
     assert await error_of(resp, 404) == "ROOM_NOT_FOUND"
 
