@@ -46,13 +46,21 @@ def _test_pictures(count: int, width: int, height: int) -> list[av.VideoFrame]:
     return pictures
 
 
-@cache
 def video_clip(
     codec: str,
     seconds: float = 2.0,
     width: int = 320,
     height: int = 180,
     keyframe_interval: int = KEYFRAME_INTERVAL,
+) -> Clip:
+    """One clip per set of parameters, however they are passed: libvpx in real-time mode
+    is not deterministic under load, so two encodings of the same pictures can differ."""
+    return _encode_video(codec, seconds, width, height, keyframe_interval)
+
+
+@cache
+def _encode_video(
+    codec: str, seconds: float, width: int, height: int, keyframe_interval: int
 ) -> Clip:
     count = int(seconds * VIDEO_RATE)
     if codec == "VP8":
