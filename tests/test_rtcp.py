@@ -79,10 +79,7 @@ async def test_nacked_packet_is_retransmitted(make_config, make_client):
         sequence = b.dropped[stream.ssrc]
         await eventually(lambda: sequence in stream.payloads, timeout=3,
                          what=f"retransmission of {sequence}")
-        publisher = next(t.sender for t in a.pc.getTransceivers()
-                         if t.mid == a.mid_of((a.peer_id, "camera")))
-        sent = {p.payload for p in publisher._RTCRtpSender__rtp_history.values()}
-        assert stream.payloads[sequence] in sent
+        assert stream.payloads[sequence] in a.sent_on("camera")
 
 
 async def test_sfu_nacks_what_it_missed_from_the_publisher(make_config, make_client):
