@@ -30,6 +30,7 @@ from .rtc_bridge import (
     ForwardingSender,
     add_forwarding_transceiver,
     check_answer_matches_offer,
+    close_peer_connection,
     is_mdns_candidate,
     jittered_rtcp_interval,
     negotiated_codecs,
@@ -38,6 +39,7 @@ from .rtc_bridge import (
     publisher_codec_preferences,
     send_rtcp,
     set_stream,
+    settle,
     strip_mdns_candidates,
     subscriber_codec_preferences,
 )
@@ -118,6 +120,8 @@ class Peer:
             self._spawn(self._offer())
 
     async def _offer(self) -> None:
+        if self.pc is not None:
+            await settle(self.pc)  # aiortc may still be applying the last answer
         self._offer_wanted = False
         plan = plan_slots(self.slots, self._wanted_tracks())
         if not plan.changed:
@@ -378,7 +382,7 @@ class Peer:
             _media(slot).receiver.uptrack = None
         self.published.clear()
         if self.pc is not None:
-            await self.pc.close()
+            await close_peer_connection(self.pc)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -163,12 +163,15 @@ class RoomManager:
         """Disconnect every peer (server shutdown)."""
         if self._keepalive is not None:
             self._keepalive.cancel()
-        for room in list(self.rooms.values()):
-            for peer in list(room.peers.values()):
+        rooms = list(self.rooms.values())
+        self.rooms.clear()
+        for room in rooms:
+            # Cleared first, so that no one is told of each departure or renegotiates.
+            peers = list(room.peers.values())
+            room.peers.clear()
+            for peer in peers:
                 await peer.close()
                 await peer.connection.close(CloseCode.GOING_AWAY, "server shutting down")
-            room.peers.clear()
-        self.rooms.clear()
         for task in list(self._tasks):
             task.cancel()
 

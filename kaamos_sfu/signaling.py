@@ -205,14 +205,18 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
                     await connection.close(CloseCode.FLOOD, "too many bad messages")
                     break
     finally:
-        await session.leave(reason)
-        connection.stop()
+        try:
+            await session.leave(reason)
+        finally:
+            connection.stop()  # even when aiohttp cancels the handler during leave
     return ws
 
 
 def _parse_frame(frame: Any, max_bytes: int) -> ClientMessage:
     if frame.type != WSMsgType.TEXT:
         raise BadMessage("only JSON text frames are accepted")
-    if len(frame.data) > max_bytes and len(frame.data.encode()) > max_bytes:
+    text: str = frame.data
+    # Count bytes, not characters; encode only when the characters alone cannot tell.
+    if len(text) > max_bytes or (len(text) * 4 > max_bytes and len(text.encode()) > max_bytes):
         raise BadMessage(f"frame larger than {max_bytes} bytes")
-    return protocol.parse_client_message(frame.data)
+    return protocol.parse_client_message(text)

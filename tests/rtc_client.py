@@ -31,6 +31,7 @@ from aiortc.rtp import (
     RtpPacket,
     is_rtcp,
 )
+from kaamos_sfu.rtc_bridge import close_peer_connection
 from media import KEYFRAME_INTERVAL, LoopedPacketTrack, opus_clip, video_clip
 
 TrackKey = tuple[str, str]
@@ -333,7 +334,7 @@ class RtcClient:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await self.pc.close()
+        await close_peer_connection(self.pc)  # pc.close() can leave aioice tasks behind
         if self.ws is not None:
             await self.ws.close()
         if self._reader is not None:

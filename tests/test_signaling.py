@@ -356,3 +356,27 @@ async def test_a_client_that_stops_reading_never_blocks_senders_and_is_dropped()
     assert time.monotonic() - started < 0.5
     await eventually(lambda: socket.close_codes == [4503], timeout=5, what="close 4503")
     connection.stop()
+
+
+async def test_frame_size_limit_counts_bytes_not_characters(client):
+    """65536 is a byte limit: 40000 two-byte characters (80000 bytes) are refused."""
+    ws = await raw_socket(client, "/ws/AAAAAAAAAA")
+    await ws.send_str(json.dumps({"type": "join", "name": "é" * 40_000}, ensure_ascii=False))
+    reply = await receive_json(ws)
+    assert reply["code"] == "BAD_MESSAGE" and "65536 bytes" in reply["message"]
+    await ws.close()
+
+
+async def test_server_shutdown_closes_every_peer_with_1001_and_no_departures(
+    make_config, make_client
+):
+    """On shutdown each peer's socket closes with 1001, and nobody is first told of the
+    others leaving one by one."""
+    http = await make_client(make_config())
+    room_id = await create_room(http)
+    async with clients(http, room_id, 3, publish=()) as peers:
+        await http.close()
+        for peer in peers:
+            await eventually(lambda peer=peer: peer.close_code is not None, what="close")
+            assert peer.close_code == 1001
+            assert not any(m["type"] == "peer-left" for m in peer.messages)

@@ -19,6 +19,7 @@ from .connection import (
     RTCP_INTERVAL_MAX,
     add_forwarding_transceiver,
     check_answer_matches_offer,
+    close_peer_connection,
     configure_ice,
     is_mdns_candidate,
     jittered_rtcp_interval,
@@ -26,6 +27,7 @@ from .connection import (
     parse_remote_candidate,
     send_rtcp,
     set_stream,
+    settle,
     strip_mdns_candidates,
 )
 from .internals import AIORTC_VERSION, check_internals
@@ -43,6 +45,7 @@ __all__ = [
     "add_forwarding_transceiver",
     "check_answer_matches_offer",
     "check_internals",
+    "close_peer_connection",
     "configure_ice",
     "is_mdns_candidate",
     "jittered_rtcp_interval",
@@ -52,6 +55,7 @@ __all__ = [
     "publisher_codec_preferences",
     "send_rtcp",
     "set_stream",
+    "settle",
     "strip_mdns_candidates",
     "subscriber_codec_preferences",
 ]

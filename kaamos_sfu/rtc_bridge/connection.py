@@ -3,6 +3,7 @@ SDP checks and RTCP sending."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from typing import Any
@@ -83,6 +84,46 @@ def _watch_consent_checks(transport: RTCDtlsTransport, activity: Activity) -> No
         request_received(*args, **kwargs)
 
     connection.request_received = on_request  # type: ignore[method-assign]
+
+
+def _pending_connects(pc: RTCPeerConnection) -> list[asyncio.Task[Any]]:
+    """aiortc applies each description in a background task, RTCPeerConnection.__connect,
+    that walks the transceivers (starting ICE, DTLS, senders and receivers)."""
+    pending = []
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        frame = getattr(coro, "cr_frame", None)
+        if (
+            not task.done()
+            and getattr(coro, "__qualname__", "") == "RTCPeerConnection.__connect"
+            and frame is not None
+            and frame.f_locals.get("self") is pc
+        ):
+            pending.append(task)
+    return pending
+
+
+async def settle(pc: RTCPeerConnection, timeout: float = 5.0) -> None:
+    """Wait until aiortc has finished applying the last description: changing the
+    transceivers while its __connect task walks them makes that task fail."""
+    pending = _pending_connects(pc)
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
+
+
+async def close_peer_connection(pc: RTCPeerConnection) -> None:
+    """Close without leaving tasks behind: aiortc's pending __connect would fail on the
+    closed ICE transport, and aioice can start a consent task after its own close()."""
+    for task in _pending_connects(pc):
+        task.cancel()
+    ice_connections = {t.receiver.transport.transport._connection for t in pc.getTransceivers()}
+    try:
+        await pc.close()
+    finally:
+        for connection in ice_connections:
+            consent = connection._query_consent_task
+            if consent is not None:
+                consent.cancel()
 
 
 def set_stream(sender: ForwardingSender, stream_id: str, track_id: str) -> None:

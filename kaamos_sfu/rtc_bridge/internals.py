@@ -27,6 +27,8 @@ def check_internals(pc: RTCPeerConnection | None = None) -> None:
     for name in ("send", "stop", "_handle_rtcp_packet"):
         assert hasattr(RTCRtpSender, name), f"RTCRtpSender.{name}"
     assert isinstance(RtpRouter().ssrc_table, dict), "RtpRouter.ssrc_table"
+    # connection.settle() and close_peer_connection() find this background task by name.
+    assert hasattr(RTCPeerConnection, "_RTCPeerConnection__connect"), "RTCPeerConnection.__connect"
     if pc is not None:
         transceiver = pc.addTransceiver("video", direction="sendonly")
         for name in ("_RTCRtpTransceiver__sender", "_RTCRtpTransceiver__receiver", "_codecs"):
@@ -36,4 +38,5 @@ def check_internals(pc: RTCPeerConnection | None = None) -> None:
             assert hasattr(sender, name), f"RTCRtpSender.{name}"
         connection = sender.transport.transport._connection
         assert callable(connection.request_received), "aioice Connection.request_received"
+        assert hasattr(connection, "_query_consent_task"), "aioice Connection._query_consent_task"
         assert isinstance(sender.transport._rtp_router, RtpRouter), "RTCDtlsTransport._rtp_router"
