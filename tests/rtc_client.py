@@ -31,8 +31,9 @@ from aiortc.rtp import (
     RtpPacket,
     is_rtcp,
 )
-from kaamos_sfu.rtc_bridge import close_peer_connection
 from media import KEYFRAME_INTERVAL, LoopedPacketTrack, opus_clip, video_clip
+
+from kaamos_sfu.rtc_bridge import close_peer_connection
 
 TrackKey = tuple[str, str]
 MAX_RECORDED_PAYLOADS = 20_000  # per stream: about 5 minutes of test video

@@ -8,7 +8,6 @@ import time
 
 import pytest
 from call_support import base_url, clients, create_room, eventually
-from media import video_clip
 from rtc_client import RtcClient
 
 
