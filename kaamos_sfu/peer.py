@@ -319,13 +319,12 @@ class Peer:
             return
         if is_mdns_candidate(message.candidate):
             return
+        # Everything is bundled on the first m-line's transport, whatever the client says.
+        first = self.pc.getTransceivers()[0]
         try:
-            candidate = parse_remote_candidate(message.candidate, None, None)
+            candidate = parse_remote_candidate(message.candidate, first.mid, 0)
         except ValueError as exc:
             raise BadMessage(f"ice-candidate: {exc}") from None
-        # Everything is bundled on the first m-line's transport.
-        first = self.pc.getTransceivers()[0]
-        candidate.sdpMid, candidate.sdpMLineIndex = first.mid, 0
         await self.pc.addIceCandidate(candidate)
 
     def set_sources(self, sources: list[str]) -> None:

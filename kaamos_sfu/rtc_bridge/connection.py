@@ -146,8 +146,9 @@ async def send_rtcp(pc: RTCPeerConnection, packets: list[AnyRtcpPacket]) -> None
         pass
 
 
-def parse_remote_candidate(candidate: str, sdp_mid: str | None, sdp_mline_index: int | None) -> Any:
-    """An RTCIceCandidate from a trickled candidate line; ValueError if unparsable."""
+def parse_remote_candidate(candidate: str, sdp_mid: str | None, sdp_mline_index: int) -> Any:
+    """An RTCIceCandidate for the given m-line from a trickled candidate line; ValueError if
+    unparsable."""
     text = candidate.removeprefix("a=")
     text = text.removeprefix("candidate:")
     try:
