@@ -3,15 +3,21 @@
 An expired room is kept for one more ttl so that the API and signaling can say "expired"
 (410, close 4410) instead of "not found"; after that it is purged. Purging happens lazily
 on `create` and `count`, so there is no background task to start or cancel.
+
+Rate limits are sliding windows: the times of the last `limit` events per key.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections import deque
 from collections.abc import Callable
 
 from .registry import CreatorId, RoomRecord, new_room_id
+
+# Rate-limit keys kept before stale ones are swept (one per creator, token or IP).
+_EVENT_KEYS_BEFORE_SWEEP = 10_000
 
 
 class MemoryRegistry:
@@ -21,6 +27,7 @@ class MemoryRegistry:
         self.ttl_seconds = ttl_seconds
         self._clock = clock
         self._rooms: dict[str, RoomRecord] = {}
+        self._events: dict[str, deque[float]] = {}
 
     async def create(self, creator_user_id: CreatorId) -> RoomRecord:
         now = self._clock()
@@ -65,12 +72,32 @@ class MemoryRegistry:
         self._purge(now)
         return sum(1 for record in self._rooms.values() if not record.expired(now))
 
+    async def rate_limit(self, key: str, limit: int, window_seconds: float) -> float:
+        now = self._clock()
+        if len(self._events) >= _EVENT_KEYS_BEFORE_SWEEP:
+            self._sweep_events(now, window_seconds)
+        events = self._events.setdefault(key, deque(maxlen=limit))
+        while events and events[0] <= now - window_seconds:
+            events.popleft()
+        if len(events) >= limit:
+            return events[0] + window_seconds - now
+        events.append(now)
+        return 0.0
+
     async def close(self) -> None:
         self._rooms.clear()
+        self._events.clear()
 
     @staticmethod
     def _purgeable(record: RoomRecord, now: float) -> bool:
         return now >= record.expires_at + record.ttl_seconds
+
+    def _sweep_events(self, now: float, window_seconds: float) -> None:
+        """Forget keys with no event in the window, so that one-off callers do not pile up."""
+        for key in [
+            k for k, ev in self._events.items() if not ev or ev[-1] <= now - window_seconds
+        ]:
+            del self._events[key]
 
     def _purge(self, now: float) -> None:
         for room_id in [r.room_id for r in self._rooms.values() if self._purgeable(r, now)]:

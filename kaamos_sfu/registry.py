@@ -65,4 +65,12 @@ class RoomRegistry(Protocol):
         """Rooms that exist and have not expired."""
         ...
 
+    async def rate_limit(self, key: str, limit: int, window_seconds: float) -> float:
+        """Record one event under `key` unless `limit` events already happened in the last
+        `window_seconds`; return 0.0 if it was recorded, else the seconds until one would be.
+
+        Rate limits live here so that they are shared by every node that shares the registry.
+        """
+        ...
+
     async def close(self) -> None: ...

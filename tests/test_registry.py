@@ -132,3 +132,17 @@ async def test_close_forgets_rooms(registry: RoomRegistry) -> None:
     record = await registry.create(None)
     await registry.close()
     assert await registry.get(record.room_id) is None
+
+
+async def test_rate_limit_sliding_window(registry: RoomRegistry, clock: FakeClock) -> None:
+    """`limit` events pass per window; the next waits until the oldest leaves the window."""
+    assert [await registry.rate_limit("k", 3, 60) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert await registry.rate_limit("k", 3, 60) == pytest.approx(60)
+    assert await registry.rate_limit("other", 3, 60) == 0.0  # keys are independent
+    clock.now += 45
+    assert await registry.rate_limit("k", 3, 60) == pytest.approx(15)  # refusals do not count
+    clock.now += 15
+    assert await registry.rate_limit("k", 3, 60) == 0.0
+    assert await registry.rate_limit("k", 3, 60) == 0.0
+    assert await registry.rate_limit("k", 3, 60) == 0.0
+    assert await registry.rate_limit("k", 3, 60) == pytest.approx(60)
