@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from . import __version__
-from .appkeys import API_SECRET, CONFIG, REGISTRY, ROOMS
+from .appkeys import API_SECRET, CONFIG, LIFECYCLE, REGISTRY, ROOMS
 from .auth import Unauthorized, verify_bearer
 from .registry import CreatorId, RoomRecord, is_valid_room_id
 
@@ -152,6 +152,15 @@ def _creator_user_id(body: Mapping[str, Any]) -> CreatorId:
 
 async def create_room(request: web.Request) -> web.Response:
     sub = _authenticate(request)
+    lifecycle = request.app[LIFECYCLE]
+    if not lifecycle.is_ready:
+        retry_after = request.app[CONFIG].server.shutdown_retry_after_seconds
+        raise ApiError(
+            503,
+            "SHUTTING_DOWN",
+            f"this server is {lifecycle.phase}: {lifecycle.reason}",
+            {"Retry-After": str(max(1, retry_after))},
+        )
     creator = _creator_user_id(await _read_create_body(request))
     record = await request.app[REGISTRY].create(creator)
     log.info("room created", extra={"room_id": record.room_id, "sub": sub})
@@ -193,12 +202,17 @@ async def delete_room(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
+    """200 when the server takes new calls; 503 with the reason while starting or draining
+    (the process is alive: calls in progress go on)."""
     rooms = request.app[ROOMS]
-    return web.json_response(
-        {
-            "status": "ok",
-            "rooms": rooms.room_count,
-            "peers": rooms.peer_count,
-            "version": __version__,
-        }
-    )
+    lifecycle = request.app[LIFECYCLE]
+    body: dict[str, Any] = {
+        "status": "ok" if lifecycle.is_ready else str(lifecycle.phase),
+        "rooms": rooms.room_count,
+        "peers": rooms.peer_count,
+        "version": __version__,
+    }
+    if lifecycle.is_ready:
+        return web.json_response(body)
+    body["error"] = {"code": lifecycle.phase.name, "message": lifecycle.reason}
+    return web.json_response(body, status=503)

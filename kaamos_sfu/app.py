@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from . import api, pages, signaling
-from .appkeys import API_SECRET, CONFIG, REGISTRY, ROOMS
+from .appkeys import API_SECRET, CONFIG, LIFECYCLE, REGISTRY, ROOMS
 from .auth import load_or_create_secret
-from .config import Config
+from .config import Config, ConfigError
+from .ice_addresses import AnnouncedAddresses, PortRange, interface_addresses
+from .lifecycle import Lifecycle
 from .memory_registry import MemoryRegistry
 from .rooms import RoomManager
-from .rtc_bridge import configure_ice
+from .rtc_bridge import HostCandidatePlan, configure_ice
 
 
 def create_app(config: Config) -> web.Application:
@@ -21,13 +23,28 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[CONFIG] = config
     app[API_SECRET] = load_or_create_secret(config)
-    configure_ice(config.ice.host_addresses)
+    _configure_ice(config)
+    app[LIFECYCLE] = Lifecycle()
     app.cleanup_ctx.append(_registry_and_rooms)
+    app.on_startup.append(_ready)  # after the cleanup contexts, which aiohttp runs first
     app.on_shutdown.append(_close_peers)
     api.add_routes(app)
     signaling.add_routes(app)
     pages.add_routes(app)
     return app
+
+
+def _configure_ice(config: Config) -> None:
+    ice = config.ice
+    try:
+        from_interfaces = interface_addresses(ice.interfaces)
+    except ValueError as exc:
+        raise ConfigError(f"ice.interfaces: {exc}") from None
+    plan = HostCandidatePlan(
+        ports=PortRange(ice.port_min, ice.port_max),
+        announced=AnnouncedAddresses.parse(ice.announced_addresses),
+    )
+    configure_ice([*ice.host_addresses, *from_interfaces], plan)
 
 
 async def _registry_and_rooms(app: web.Application) -> AsyncIterator[None]:
@@ -38,6 +55,10 @@ async def _registry_and_rooms(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[ROOMS].close()
     await registry.close()
+
+
+async def _ready(app: web.Application) -> None:
+    app[LIFECYCLE].ready()
 
 
 async def _close_peers(app: web.Application) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from .config import Config
+from .lifecycle import Lifecycle
 
 if TYPE_CHECKING:
     from .registry import RoomRegistry
@@ -14,5 +15,6 @@ if TYPE_CHECKING:
 
 CONFIG = web.AppKey("config", Config)
 API_SECRET = web.AppKey("api_secret", str)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 REGISTRY: web.AppKey[RoomRegistry] = web.AppKey("registry")
 ROOMS: web.AppKey[RoomManager] = web.AppKey("rooms")

@@ -14,15 +14,13 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-
-from aiohttp import web
 
 from . import __version__
 from .auth import issue_token, load_or_create_secret
 from .config import Config, ConfigError, load_config, validate
-from .logs import AccessLogger, setup_logging
+from .logs import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -104,21 +102,10 @@ def _serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         config.server.port = args.port
     validate(config)  # the command-line values too
-
-    from .app import create_app  # imported here so that `token` does not load the media stack
-
     setup_logging(config.log.level)
     _install_uvloop()
-    app = create_app(config)
     try:
-        web.run_app(
-            app,
-            host=config.server.host,
-            port=config.server.port,
-            access_log_class=AccessLogger,
-            # run_app calls `print` once its sockets listen: log that instead of a banner.
-            print=_announce(config),
-        )
+        asyncio.run(_run(config))
     except OSError as exc:  # the port is taken, or the address is not ours
         where = f"{config.server.host}:{config.server.port}"
         print(f"{PROG}: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
@@ -126,19 +113,11 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _announce(config: Config) -> Callable[[str], None]:
-    def announce(_banner: str) -> None:
-        log.info(
-            "listening",
-            extra={
-                "host": config.server.host,
-                "port": config.server.port,
-                "public_url": config.public_url,
-                "version": __version__,
-            },
-        )
+async def _run(config: Config) -> None:
+    from .app import create_app  # imported here so that `token` does not load the media stack
+    from .server import serve
 
-    return announce
+    await serve(create_app(config), config)
 
 
 def _install_uvloop() -> None:

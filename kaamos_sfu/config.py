@@ -7,12 +7,15 @@ names the key, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .ice_addresses import AnnouncedAddresses
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_STATIC_DIR = PACKAGE_DIR.parent / "static"
@@ -33,6 +36,10 @@ class ServerConfig:
     state_dir: str = "./kaamos-state"
     # Browser client files; empty: the static/ folder next to the package.
     static_dir: str = ""
+    # On SIGTERM: refuse new rooms and joins, tell peers, and let calls go on this long.
+    drain_seconds: float = 30.0
+    # Told to peers in server-shutdown: wait this long after the socket closes, then rejoin.
+    shutdown_retry_after_seconds: int = 5
 
 
 @dataclass
@@ -69,9 +76,23 @@ class IceConfig:
     # Local addresses to gather host candidates on; empty: every non-loopback address.
     # Tests set ["127.0.0.1"] so that no packet leaves the machine.
     host_addresses: list[str] = field(default_factory=list)
+    # Network interfaces whose addresses are added to host_addresses, e.g. ["eth0"].
+    interfaces: list[str] = field(default_factory=list)
+    # NAT 1:1: the address put in candidates instead of the bound one, as "PUBLIC" (every
+    # bound address of that IP family) or "LOCAL=PUBLIC".
+    announced_addresses: list[str] = field(default_factory=list)
+    # Inclusive UDP port range for media sockets; 0 and 0: any port the OS picks.
+    port_min: int = 0
+    port_max: int = 0
     # STUN/TURN servers handed to browsers in joined.ice_servers, e.g.
     # [{urls = "stun:stun.example.org:3478"}]. The SFU itself uses none.
     servers: list[dict[str, Any]] = field(default_factory=list)
+    # TURN servers that take TURN REST credentials (coturn's use-auth-secret), e.g.
+    # ["turn:turn.example.org:3478"]; each join gets a username and credential from
+    # turn_secret that expire after turn_credential_ttl_seconds.
+    turn_urls: list[str] = field(default_factory=list)
+    turn_secret: str = ""
+    turn_credential_ttl_seconds: int = 86400
 
 
 @dataclass
@@ -200,6 +221,40 @@ def _coerce(key: str, f: dataclasses.Field[Any], value: Any, origin: str) -> Any
     return value
 
 
+def _validate_ice(ice: IceConfig, check: Callable[[bool, str, str], None]) -> None:
+    for address in ice.host_addresses:
+        check(_is_ip(address), "ice.host_addresses", f"{address!r} is not an IP address")
+    try:
+        AnnouncedAddresses.parse(ice.announced_addresses)
+    except ValueError as exc:
+        check(False, "ice.announced_addresses", str(exc))
+    if ice.port_min or ice.port_max:
+        check(
+            1024 <= ice.port_min <= ice.port_max <= 65535,
+            "ice.port_min",
+            "port_min and port_max must be 1024 <= port_min <= port_max <= 65535 (or both 0)",
+        )
+    for url in ice.turn_urls:
+        check(
+            url.startswith(("turn:", "turns:")), "ice.turn_urls", f"{url!r} is not turn: or turns:"
+        )
+    if ice.turn_urls:
+        check(len(ice.turn_secret) >= 16, "ice.turn_secret", "needs at least 16 characters")
+    check(
+        ice.turn_credential_ttl_seconds >= 60,
+        "ice.turn_credential_ttl_seconds",
+        "must be at least 60",
+    )
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def validate(config: Config) -> None:
     def check(condition: bool, key: str, message: str) -> None:
         if not condition:
@@ -227,6 +282,13 @@ def validate(config: Config) -> None:
         check(codec in VIDEO_CODECS, "media.video_codecs", f"unknown codec {codec!r}")
     for server in config.ice.servers:
         check("urls" in server, "ice.servers", "every server needs urls")
+    _validate_ice(config.ice, check)
+    check(config.server.drain_seconds >= 0, "server.drain_seconds", "must be 0 or more")
+    check(
+        config.server.shutdown_retry_after_seconds >= 0,
+        "server.shutdown_retry_after_seconds",
+        "must be 0 or more",
+    )
     check(
         config.log.level in ("debug", "info", "warning", "error"),
         "log.level",

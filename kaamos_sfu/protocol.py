@@ -233,3 +233,7 @@ def peer_updated(peer: PeerInfo) -> dict[str, Any]:
 
 def room_ended() -> dict[str, Any]:
     return {"type": "room-ended"}
+
+
+def server_shutdown(retry_after: int) -> dict[str, Any]:
+    return {"type": "server-shutdown", "retry_after": retry_after}

@@ -17,6 +17,7 @@ from .negotiation import SEND, TrackKey, WantedTrack
 from .peer import Connection, Peer, PublishedTrack
 from .protocol import SOURCE_KIND, SOURCES, CloseCode, ErrorCode, Join
 from .registry import RoomRegistry, is_valid_room_id
+from .turn_credentials import ice_servers_for
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,14 @@ class JoinRefused(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class ServerDraining(Exception):
+    """The server is shutting down: joins are refused with server-shutdown, close 1001."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("server shutting down")
+        self.retry_after = retry_after
 
 
 class Room:
@@ -69,6 +78,7 @@ class RoomManager:
         self.rooms: dict[str, Room] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._keepalive: asyncio.Task[None] | None = None
+        self._drain_retry_after: int | None = None  # set while the server drains
 
     @property
     def room_count(self) -> int:
@@ -84,7 +94,10 @@ class RoomManager:
         return len(room.peers) if room is not None else 0
 
     async def join(self, room_id: str, join: Join, connection: Connection) -> tuple[Room, Peer]:
-        """Admit a peer and send it `joined`, or raise JoinRefused with the error code."""
+        """Admit a peer and send it `joined`, or raise JoinRefused with the error code
+        (ServerDraining while the server shuts down)."""
+        if self._drain_retry_after is not None:
+            raise ServerDraining(self._drain_retry_after)
         if not is_valid_room_id(room_id):
             raise JoinRefused(ErrorCode.INVALID_ROOM_ID, "Room ids are 10 letters and digits.")
         record = await self.registry.get(room_id)
@@ -114,7 +127,9 @@ class RoomManager:
             extra={"room_id": room_id, "peer_id": peer.peer_id, "peers": len(room.peers)},
         )
         await connection.send(
-            protocol.joined(peer.peer_id, room_id, others, self.config.ice.servers)
+            protocol.joined(
+                peer.peer_id, room_id, others, ice_servers_for(self.config.ice, peer.peer_id)
+            )
         )
         await room.broadcast(protocol.peer_joined(peer.info), exclude=peer)
         peer.request_offer()
@@ -158,6 +173,24 @@ class RoomManager:
             await peer.connection.send(protocol.room_ended())
             await peer.connection.close(CloseCode.ROOM_ENDED, "room ended")
         log.info("room ended", extra={"room_id": room_id, "peers": len(peers)})
+
+    async def begin_drain(self, retry_after: int) -> None:
+        """Refuse joins from now on and tell every peer the server is going away; their
+        calls go on until `close`."""
+        self._drain_retry_after = retry_after
+        log.info("draining", extra={"rooms": self.room_count, "peers": self.peer_count})
+        for room in list(self.rooms.values()):
+            await room.broadcast(protocol.server_shutdown(retry_after))
+
+    async def wait_until_empty(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for every peer to leave; True if they all did."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.rooms:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            await asyncio.sleep(min(0.1, remaining))  # shutdown only: polling is fine here
+        return True
 
     async def close(self) -> None:
         """Disconnect every peer (server shutdown)."""

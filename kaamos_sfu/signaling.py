@@ -32,7 +32,7 @@ from .protocol import (
     Publish,
     Unpublish,
 )
-from .rooms import JoinRefused, Room, RoomManager
+from .rooms import JoinRefused, Room, RoomManager, ServerDraining
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,9 @@ class Session:
             log.info("join refused", extra={"room_id": self.room_id, "code": str(refusal.code)})
             await self.connection.send(protocol.error(refusal.code, refusal.message))
             await self.connection.close(REFUSAL_CLOSE_CODES[refusal.code], str(refusal.code))
+        except ServerDraining as draining:
+            await self.connection.send(protocol.server_shutdown(draining.retry_after))
+            await self.connection.close(CloseCode.GOING_AWAY, "server shutting down")
 
     async def leave(self, reason: str) -> None:
         if self.peer is not None and self.room is not None:

@@ -98,15 +98,7 @@ def test_check_config_ok_and_env_errors(tmp_path: Path) -> None:
 def test_serve_answers_health_then_stops(tmp_path: Path) -> None:
     """The default command serves /health on the configured port and exits on SIGTERM."""
     port = free_port()
-    config = write_config(tmp_path, port=port)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kaamos_sfu", "--config", str(config)],
-        cwd=tmp_path,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = spawn_server(tmp_path, write_config(tmp_path, port=port))
     try:
         body = poll_health(port, proc)
         assert body["status"] == "ok"
@@ -121,6 +113,18 @@ def test_serve_answers_health_then_stops(tmp_path: Path) -> None:
     assert listening[0]["port"] == port
     assert listening[0]["public_url"] == f"http://localhost:{port}"
     assert any(e["event"] == "http request" and e["path"] == "/health" for e in events)
+
+
+def spawn_server(tmp_path: Path, config: Path) -> subprocess.Popen[str]:
+    """`python -m kaamos_sfu --config <config>` in the background, output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "kaamos_sfu", "--config", str(config)],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def poll_health(port: int, proc: subprocess.Popen[str]) -> dict[str, object]:

@@ -30,6 +30,7 @@ from .connection import (
     settle,
     strip_mdns_candidates,
 )
+from .host_candidates import HostCandidatePlan
 from .internals import AIORTC_VERSION, check_internals
 from .receiver import Activity, ForwardingReceiver
 from .sender import ForwardingSender, NegotiatedSend
@@ -41,6 +42,7 @@ __all__ = [
     "Codec",
     "ForwardingReceiver",
     "ForwardingSender",
+    "HostCandidatePlan",
     "NegotiatedSend",
     "add_forwarding_transceiver",
     "check_answer_matches_offer",

@@ -20,18 +20,24 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import AnyRtcpPacket
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from .host_candidates import HostCandidatePlan, use_host_candidate_plan
 from .receiver import Activity, ForwardingReceiver
 from .sender import ForwardingSender
 
 _original_get_host_addresses = aioice.ice.get_host_addresses
+_host_candidate_plan = HostCandidatePlan()
 
 
-def configure_ice(host_addresses: list[str]) -> None:
-    """Gather host candidates on exactly these addresses (empty: aioice's default).
+def configure_ice(host_addresses: list[str], plan: HostCandidatePlan | None = None) -> None:
+    """Gather host candidates on exactly these addresses (empty: aioice's default), and
+    bind and announce the server's candidates as `plan` says (port range, NAT 1:1).
 
     aioice never gathers 127.0.0.1, so loopback tests need this; a server with several
-    interfaces uses it to keep media on the public one.
+    interfaces uses it to keep media on the public one. Both settings are process-wide:
+    they describe the network of this node.
     """
+    global _host_candidate_plan
+    _host_candidate_plan = plan or HostCandidatePlan()
     if not host_addresses:
         aioice.ice.get_host_addresses = _original_get_host_addresses
         return
@@ -63,7 +69,8 @@ def add_forwarding_transceiver(
     """A transceiver whose sender and receiver forward instead of encoding and decoding."""
     transceiver = pc.addTransceiver(kind, direction=direction)
     transport = transceiver.receiver.transport
-    if len(pc.getTransceivers()) == 1:
+    if len(pc.getTransceivers()) == 1:  # max-bundle: the first transport is the only one
+        use_host_candidate_plan(transport.transport._connection, _host_candidate_plan)
         _watch_consent_checks(transport, activity)
     sender = ForwardingSender(kind, transport, activity)
     receiver = ForwardingReceiver(kind, transport, activity)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+
 import aioice.ice
+import aioice.turn
 import aiortc
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
@@ -18,6 +21,13 @@ def check_internals(pc: RTCPeerConnection | None = None) -> None:
     """
     assert aiortc.__version__ == AIORTC_VERSION, f"aiortc {aiortc.__version__} != {AIORTC_VERSION}"
     assert callable(aioice.ice.get_host_addresses), "aioice.ice.get_host_addresses"
+    # host_candidates.py replaces this method per connection and builds what it returned.
+    gather = inspect.getsource(aioice.ice.Connection.gather_candidates)
+    assert "self.get_component_candidates(" in gather, "Connection.gather_candidates"
+    assert isinstance(aioice.turn.UDP_SOCKET_BUFFER_SIZE, int), "aioice.turn.UDP_SOCKET_BUFFER_SIZE"
+    params = inspect.signature(aioice.ice.Candidate).parameters
+    for name in ("foundation", "component", "transport", "priority", "host", "port", "type"):
+        assert name in params, f"aioice Candidate({name}=)"
     for name in ("_send_rtp", "_register_rtp_receiver", "_register_rtp_sender",
                  "_unregister_rtp_receiver", "_unregister_rtp_sender", "_handle_rtp_data"):
         assert hasattr(RTCDtlsTransport, name), f"RTCDtlsTransport.{name}"
@@ -39,4 +49,5 @@ def check_internals(pc: RTCPeerConnection | None = None) -> None:
         connection = sender.transport.transport._connection
         assert callable(connection.request_received), "aioice Connection.request_received"
         assert hasattr(connection, "_query_consent_task"), "aioice Connection._query_consent_task"
+        assert isinstance(connection._protocols, list), "aioice Connection._protocols"
         assert isinstance(sender.transport._rtp_router, RtpRouter), "RTCDtlsTransport._rtp_router"

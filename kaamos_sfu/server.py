@@ -1,0 +1,112 @@
+"""Run the application until a signal, then shut down without surprising callers.
+
+SIGTERM (systemd stop, docker stop, an upgrade): /health turns 503 and new rooms and joins
+are refused; every peer gets `server-shutdown` with `retry_after`; calls go on until they
+end or `server.drain_seconds` pass; then every socket closes with 1001 and the process
+exits 0. SIGINT (Ctrl-C) does the same without the wait. A second signal ends the wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from typing import Any
+
+from aiohttp import web
+
+from . import __version__
+from .appkeys import LIFECYCLE, ROOMS
+from .config import Config
+from .logs import AccessLogger
+
+log = logging.getLogger(__name__)
+
+# Long enough for the writer tasks to flush server-shutdown and the close frames.
+CLOSE_TIMEOUT_SECONDS = 5.0
+
+
+async def serve(
+    app: web.Application,
+    config: Config,
+    ssl_context: ssl.SSLContext | None = None,
+) -> None:
+    """Serve `app` until SIGTERM or SIGINT, then drain and stop. OSError if it cannot
+    listen (the port is taken, the address is not ours)."""
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log_class=AccessLogger,
+        shutdown_timeout=CLOSE_TIMEOUT_SECONDS,
+    )
+    await runner.setup()
+    signals = _SignalWatch()
+    try:
+        site = web.TCPSite(runner, config.server.host, config.server.port, ssl_context=ssl_context)
+        await site.start()
+        log.info(
+            "listening",
+            extra={
+                "host": config.server.host,
+                "port": config.server.port,
+                "public_url": config.public_url,
+                "tls": ssl_context is not None,
+                "version": __version__,
+            },
+        )
+        first = await signals.next()
+        seconds = config.server.drain_seconds if first == signal.SIGTERM else 0.0
+        second = signals.next()
+        try:
+            await drain(app, config, seconds, f"{first.name}: shutting down", cut_short=second)
+        finally:
+            second.cancel()
+        # Before the runner's cleanup, which drops open connections without a close frame.
+        await app[ROOMS].close()
+    finally:
+        try:
+            await runner.cleanup()
+        finally:
+            signals.close()
+    log.info("stopped")
+
+
+async def drain(
+    app: web.Application,
+    config: Config,
+    seconds: float,
+    reason: str,
+    cut_short: asyncio.Future[signal.Signals] | None = None,
+) -> None:
+    """Refuse new rooms and joins, tell the peers, and wait up to `seconds` for them to go."""
+    app[LIFECYCLE].drain(reason)
+    rooms = app[ROOMS]
+    log.info("drain started", extra={"reason": reason, "drain_seconds": seconds})
+    await rooms.begin_drain(config.server.shutdown_retry_after_seconds)
+    waiting = asyncio.ensure_future(rooms.wait_until_empty(seconds))
+    waits: set[asyncio.Future[Any]] = {waiting}
+    if cut_short is not None:
+        waits.add(cut_short)
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    log.info("drain ended", extra={"peers_left": rooms.peer_count})
+
+
+class _SignalWatch:
+    """SIGTERM and SIGINT as awaitable events on the running loop."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[signal.Signals] = asyncio.Queue()
+        for sig in self.SIGNALS:
+            self._loop.add_signal_handler(sig, self._queue.put_nowait, sig)
+
+    def next(self) -> asyncio.Future[signal.Signals]:
+        return asyncio.ensure_future(self._queue.get())
+
+    def close(self) -> None:
+        for sig in self.SIGNALS:
+            self._loop.remove_signal_handler(sig)
