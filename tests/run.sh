@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the tests need and run them all:  bash tests/run.sh [pytest args]
 #
-# On Debian as root it installs the system packages (chromium for the browser tests),
+# On Debian as root it installs the system packages (chromium for the browser tests,
+# coturn for the TURN test),
 # makes a virtualenv in .venv with the project and its test extras, and runs pytest inside
 # a private network namespace that has only a loopback interface, so no test packet can
 # leave the machine. Without root it skips apt-get and the namespace (install chromium
@@ -9,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(chromium python3-venv iproute2)
+packages=(chromium python3-venv iproute2 coturn)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=()
     for p in "${packages[@]}"; do

@@ -7,9 +7,23 @@ import base64
 import hashlib
 import hmac
 import re
+import socket
+import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
-from call_support import clients, create_room
+import pytest
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+)
+from call_support import base_url, clients, create_room
+from rtc_client import RtcClient
+from test_cli import free_port
 from test_ice_addresses import _free_port_block
 
 from kaamos_sfu.appkeys import ROOMS
@@ -91,3 +105,95 @@ async def test_each_join_gets_fresh_turn_rest_credentials(make_config, make_clie
             assert turn["credential"] == base64.b64encode(digest.digest()).decode()
             users.append(turn["username"])
         assert users[0] != users[1]
+
+
+@pytest.fixture
+def turn_server(tmp_path: Path) -> Iterator[str]:
+    """A real coturn (Debian's turnserver) on loopback that checks TURN REST credentials
+    against TURN_SECRET, as a deployment's would; yields its turn: URL."""
+    port = free_port()
+    relay = _free_port_block(20)
+    proc = subprocess.Popen(
+        [
+            "turnserver",
+            "-n",
+            "--no-cli",
+            "--no-tls",
+            "--no-dtls",
+            "--log-file=stdout",
+            "--listening-ip=127.0.0.1",
+            "--relay-ip=127.0.0.1",
+            f"--listening-port={port}",
+            f"--min-port={relay}",
+            f"--max-port={relay + 19}",
+            "--allow-loopback-peers",
+            "--use-auth-secret",
+            f"--static-auth-secret={TURN_SECRET}",
+            "--realm=kaamos.test",
+            f"--pidfile={tmp_path / 'turnserver.pid'}",
+            f"--userdb={tmp_path / 'turndb'}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not _udp_port_taken(port):
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "turnserver did not start"
+            time.sleep(0.05)
+        yield f"turn:127.0.0.1:{port}?transport=udp"
+    finally:
+        proc.terminate()
+        print(proc.communicate(timeout=10)[0])  # shown by pytest when the test fails
+
+
+def _udp_port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+async def test_a_relay_only_client_calls_through_coturn_with_its_join_credentials(
+    make_config, make_client, turn_server
+):
+    """A client that may only use TURN relays (as behind a UDP-blocking firewall) gets
+    into the call with the credentials from joined: coturn accepts them."""
+    config = make_config(ice={"turn_urls": [turn_server], "turn_secret": TURN_SECRET})
+    http = await make_client(config)
+    room_id = await create_room(http)
+    async with clients(http, room_id, 1) as (a,):
+        relayed = RtcClient(base_url(http), room_id, "Relayed", auto_answer=False)
+        try:
+            joined = await relayed.join()
+            servers = [
+                RTCIceServer(urls=s["urls"], username=s["username"], credential=s["credential"])
+                for s in joined["ice_servers"]
+            ]
+            relayed.pc = RTCPeerConnection(
+                RTCConfiguration(
+                    iceServers=servers,
+                    iceTransportPolicy=RTCIceTransportPolicy.RELAY,
+                    bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+                )
+            )
+            relayed.pc.on("track", relayed._on_track)
+            offer = await relayed.wait_for(lambda m: m["type"] == "offer")
+            await relayed.answer(offer)
+            # From now on the reader answers; an offer that came meanwhile is answered here
+            # (no await between the two lines, so none is answered twice).
+            later = [m for m in relayed.messages if m["type"] == "offer" and m is not offer]
+            relayed.auto_answer = True
+            if later:
+                await relayed.answer(later[-1])
+            await relayed.wait_decoded((a.peer_id, "camera"), frames=5, timeout=20)
+            await a.wait_decoded((relayed.peer_id, "camera"), frames=5, timeout=20)
+            ice = relayed.pc.getTransceivers()[0].receiver.transport.transport
+            pair = ice._connection._nominated[1]
+            assert pair.local_candidate.type == "relay"
+        finally:
+            await relayed.close()
