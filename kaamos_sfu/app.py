@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
-from . import api, pages, signaling
+from . import api, pages, room_snapshot, signaling
 from .appkeys import API_SECRET, CONFIG, LIFECYCLE, REGISTRY, ROOMS
 from .auth import load_or_create_secret
 from .config import Config, ConfigError
@@ -50,10 +51,13 @@ def _configure_ice(config: Config) -> None:
 async def _registry_and_rooms(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     registry = MemoryRegistry(ttl_seconds=config.rooms.expire_after_hours * 3600)
+    state_dir = Path(config.server.state_dir)
+    registry.restore(room_snapshot.load(state_dir))
     app[REGISTRY] = registry
     app[ROOMS] = RoomManager(config, registry)
     yield
     await app[ROOMS].close()
+    room_snapshot.save(state_dir, registry.records())
     await registry.close()
 
 

@@ -84,6 +84,16 @@ class MemoryRegistry:
         events.append(now)
         return 0.0
 
+    def records(self) -> list[RoomRecord]:
+        """Every record still kept (expired ones included), for a snapshot."""
+        now = self._clock()
+        return [dataclasses.replace(r) for r in self._rooms.values() if not self._purgeable(r, now)]
+
+    def restore(self, records: list[RoomRecord]) -> None:
+        """Put back records from a snapshot, as they were (the purge drops stale ones)."""
+        for record in records:
+            self._rooms[record.room_id] = dataclasses.replace(record)
+
     async def close(self) -> None:
         self._rooms.clear()
         self._events.clear()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import time
@@ -20,6 +21,7 @@ from call_support import base_url, clients, create_room, eventually
 from rtc_client import RtcClient
 from test_cli import TIMEOUT, free_port, poll_health, spawn_server, write_config
 
+from kaamos_sfu import room_snapshot
 from kaamos_sfu.appkeys import API_SECRET, ROOMS
 from kaamos_sfu.auth import issue_token
 from kaamos_sfu.server import drain
@@ -174,3 +176,32 @@ async def test_health_is_503_until_startup_finishes(make_config):
     response = await health(make_mocked_request("GET", "/health", app=app))
     assert response.status == 503
     assert json.loads(response.body)["error"] == {"code": "STARTING", "message": "starting up"}
+
+
+async def test_rooms_survive_a_restart(tmp_path: Path):
+    """A room made before SIGTERM can be joined on the restarted process, so callers told
+    to come back (server-shutdown) find their room."""
+    async with _server_with_a_peer(tmp_path, drain_seconds=0.0) as server:
+        room_id = server.client.room_id
+        server.proc.send_signal(signal.SIGTERM)
+        await _wait_exit(server.proc, TIMEOUT)
+    assert server.proc.returncode == 0, server.stderr
+    port = free_port()
+    config = tmp_path / "test.toml"
+    config.write_text(re.sub(r"port = \d+", f"port = {port}", config.read_text()))
+    proc = spawn_server(tmp_path, config)
+    client = RtcClient(f"http://127.0.0.1:{port}", room_id, "Back")
+    try:
+        await asyncio.to_thread(poll_health, port, proc)
+        assert (await client.join())["type"] == "joined"
+    finally:
+        await client.close()
+        proc.terminate()
+        proc.communicate(timeout=TIMEOUT)
+
+
+def test_a_damaged_room_snapshot_is_skipped(tmp_path: Path, caplog):
+    (tmp_path / room_snapshot.SNAPSHOT_FILE).write_text("[{not json")
+    assert room_snapshot.load(tmp_path) == []
+    assert "room snapshot unreadable" in caplog.text
+    assert room_snapshot.load(tmp_path / "nowhere") == []
