@@ -314,6 +314,7 @@ BUILT: dict[str, list[dict[str, Any]]] = {
         )
     ],
     "room-ended": [protocol.room_ended()],
+    "server-shutdown": [protocol.server_shutdown(5)],
     "error": [protocol.error(ErrorCode.ROOM_FULL, "This room already has 4 participants.")],
 }
 
