@@ -11,6 +11,7 @@ from .appkeys import API_SECRET, CONFIG, REGISTRY, ROOMS
 from .auth import load_or_create_secret
 from .config import Config
 from .memory_registry import MemoryRegistry
+from .preflight import check_files
 from .rooms import RoomManager
 from .rtc_bridge import configure_ice
 
@@ -19,6 +20,7 @@ def create_app(config: Config) -> web.Application:
     # The WebSocket layer refuses frames above 1 MiB (close 1009); smaller frames above
     # signaling.max_message_bytes get a BAD_MESSAGE reply instead (docs/protocol.md).
     app = web.Application(client_max_size=1024 * 1024)
+    check_files(config)
     app[CONFIG] = config
     app[API_SECRET] = load_or_create_secret(config)
     configure_ice(config.ice.host_addresses)

@@ -1,10 +1,11 @@
 """The `kaamos-sfu` command: run the server, issue an API token, or check a config file.
 
-    kaamos-sfu [serve] [--config PATH] [--host H] [--port P]
-    kaamos-sfu token --sub NAME [--expires-in SECONDS] [--config PATH]
-    kaamos-sfu check-config [--config PATH]
+    kaamos-sfu [serve] [--config PATH] [--set SECTION.KEY=VALUE ...] [--host H] [--port P]
+    kaamos-sfu token --sub NAME [--expires-in SECONDS] [--config PATH] [--set ...]
+    kaamos-sfu check-config [--config PATH] [--set ...]
 
-Without --config, ./config.toml is read when it exists; KAAMOS_* variables apply on top.
+Without --config, ./config.toml is read when it exists; KAAMOS_* variables apply on top,
+then --set (repeatable; values written as in environment variables), then --host/--port.
 Configuration errors print `kaamos-sfu: <message>` and exit with status 2.
 """
 
@@ -23,6 +24,7 @@ from . import __version__
 from .auth import issue_token, load_or_create_secret
 from .config import Config, ConfigError, load_config, validate
 from .logs import AccessLogger, setup_logging
+from .preflight import check_files, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,15 @@ def _add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", metavar="PATH", help=f"TOML config file (default: ./{DEFAULT_CONFIG} if any)"
     )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one setting, e.g. --set rooms.max_rooms=100 (repeatable; wins over "
+        "the file and KAAMOS_* variables; lists comma-separated, ice.servers as JSON)",
+    )
 
 
 def _positive_float(text: str) -> float:
@@ -91,19 +102,21 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _load(path: str | None) -> Config:
+def _load(args: argparse.Namespace) -> Config:
+    path = args.config
     if path is None and DEFAULT_CONFIG.is_file():
         path = str(DEFAULT_CONFIG)
-    return load_config(path)
+    return load_config(path, overrides=args.overrides)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = _load(args)
     if args.host is not None:
         config.server.host = args.host
     if args.port is not None:
         config.server.port = args.port
     validate(config)  # the command-line values too
+    ssl_context = tls_context(config)
 
     from .app import create_app  # imported here so that `token` does not load the media stack
 
@@ -115,6 +128,7 @@ def _serve(args: argparse.Namespace) -> int:
             app,
             host=config.server.host,
             port=config.server.port,
+            ssl_context=ssl_context,
             access_log_class=AccessLogger,
             # run_app calls `print` once its sockets listen: log that instead of a banner.
             print=_announce(config),
@@ -154,13 +168,13 @@ def _token(args: argparse.Namespace) -> int:
     if not sub:
         print(f"{PROG}: --sub must not be empty", file=sys.stderr)
         return EXIT_CONFIG
-    config = _load(args.config)
+    config = _load(args)
     setup_logging(config.log.level)  # to stderr: stdout carries only the token
     print(issue_token(load_or_create_secret(config), sub, args.expires_in))
     return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    _load(args.config)
+    check_files(_load(args))
     print("ok")
     return 0

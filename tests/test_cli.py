@@ -134,3 +134,57 @@ def poll_health(port: int, proc: subprocess.Popen[str]) -> dict[str, object]:
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.05)
     raise AssertionError("no answer on /health in time")
+
+
+def test_set_overrides_env_and_host_port_override_set(tmp_path: Path) -> None:
+    """`--set` beats KAAMOS_* variables, and --port beats --set server.port."""
+    config = write_config(tmp_path)
+    env = clean_env() | {"KAAMOS_ROOMS_MAX_ROOMS": "0"}
+    args = [sys.executable, "-m", "kaamos_sfu", "check-config", "--config", str(config)]
+    bad = subprocess.run(
+        args, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert bad.returncode == 2 and "rooms.max_rooms" in bad.stderr
+    good = subprocess.run(
+        [*args, "--set", "rooms.max_rooms=5"],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert (good.returncode, good.stdout) == (0, "ok\n"), good.stderr
+    # Were --set applied after --port, this would start a server on 8080 (and time out).
+    result = run(tmp_path, "--config", str(config), "--set", "server.port=8080", "--port", "70000")
+    assert result.returncode == 2 and "server.port" in result.stderr
+
+
+def test_check_config_checks_files(tmp_path: Path) -> None:
+    """check-config reports what create_app would refuse: a missing static_dir, a kept
+    API secret that is too short, TLS files that are missing or do not load."""
+    config = write_config(tmp_path)
+    result = run(
+        tmp_path, "check-config", "--config", str(config), "--set", "server.static_dir=nope"
+    )
+    assert result.returncode == 2 and "server.static_dir" in result.stderr
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "api_secret").write_text("short\n")
+    result = run(tmp_path, "check-config", "--config", str(config))
+    assert result.returncode == 2 and "at least 32 characters" in result.stderr
+    (tmp_path / "state" / "api_secret").write_text("x" * 40)
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    for cert, key in (("absent.pem", "absent.pem"), ("junk.pem", "junk.pem")):
+        result = run(
+            tmp_path,
+            "check-config",
+            "--config",
+            str(config),
+            "--set",
+            f"server.tls_cert_file={cert}",
+            "--set",
+            f"server.tls_key_file={key}",
+        )
+        assert result.returncode == 2 and "server.tls_cert_file" in result.stderr, result.stderr
+    result = run(tmp_path, "check-config", "--config", str(config), "--set", "auth.api_secret=s")
+    assert result.returncode == 2 and "auth.api_secret" in result.stderr
