@@ -15,9 +15,9 @@ from typing import Any
 from aiohttp import web
 
 from . import __version__
-from .appkeys import API_SECRET, CONFIG, REGISTRY, ROOMS
+from .appkeys import API_SECRET, CONFIG, EDGE, REGISTRY, ROOMS
 from .auth import Unauthorized, verify_bearer
-from .registry import CreatorId, RoomRecord, is_valid_room_id
+from .registry import CreatorId, RoomRecord, is_valid_room_id, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ MAX_CREATOR_ID_LENGTH = 64
 # Creator ids are stored and sent back as JSON numbers; keep them within a signed 64-bit
 # integer so that every store and client can hold them.
 MAX_CREATOR_ID_INT = 2**63 - 1
+RATE_WINDOW_SECONDS = 60.0  # the "per minute" of api.rooms_per_minute_*
 
 # Codes for errors raised by aiohttp itself rather than by our handlers.
 _HTTP_CODES = {
@@ -32,6 +33,7 @@ _HTTP_CODES = {
     401: "UNAUTHORIZED",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
+    403: "FORBIDDEN",
     413: "PAYLOAD_TOO_LARGE",
 }
 
@@ -150,14 +152,47 @@ def _creator_user_id(body: Mapping[str, Any]) -> CreatorId:
     )
 
 
+async def _check_create_allowed(request: web.Request, sub: str, creator: CreatorId) -> None:
+    """503 when the room cap is reached, 429 when the token or the creator is over its rate.
+
+    The cap comes first, so that a refusal for capacity uses up no one's rate."""
+    config, registry = request.app[CONFIG], request.app[REGISTRY]
+    if await registry.count() >= config.rooms.max_rooms:
+        log.warning("room cap reached", extra={"max_rooms": config.rooms.max_rooms, "sub": sub})
+        raise ApiError(
+            503, "AT_CAPACITY", f"the server already holds {config.rooms.max_rooms} rooms"
+        )
+    limits = [("token", f"create:sub:{sub}", config.api.rooms_per_minute_per_token)]
+    if creator is not None:
+        limits.append(
+            (
+                "creator_user_id",
+                f"create:creator:{creator}",
+                config.api.rooms_per_minute_per_creator,
+            )
+        )
+    for what, key, limit in limits:
+        wait = await registry.rate_limit(key, limit, RATE_WINDOW_SECONDS)
+        if wait > 0:
+            retry_after = retry_after_seconds(wait)
+            log.info("rate limited", extra={"limit": what, "sub": sub, "retry_after": retry_after})
+            raise ApiError(
+                429,
+                "RATE_LIMITED",
+                f"more than {limit} rooms per minute for this {what}; retry in {retry_after} s",
+                {"Retry-After": str(retry_after)},
+            )
+
+
 async def create_room(request: web.Request) -> web.Response:
     sub = _authenticate(request)
     creator = _creator_user_id(await _read_create_body(request))
+    await _check_create_allowed(request, sub, creator)
     record = await request.app[REGISTRY].create(creator)
     log.info("room created", extra={"room_id": record.room_id, "sub": sub})
     body = {
         "room_id": record.room_id,
-        "url": f"{request.app[CONFIG].public_url}/room/{record.room_id}",
+        "url": f"{request.app[EDGE].base_url(request)}/room/{record.room_id}",
         "created_at": rfc3339(record.created_at),
         "expires_at": rfc3339(record.expires_at),
     }

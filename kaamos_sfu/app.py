@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from . import api, pages, signaling
-from .appkeys import API_SECRET, CONFIG, REGISTRY, ROOMS
+from . import api, edge, pages, signaling
+from .appkeys import API_SECRET, CONFIG, EDGE, REGISTRY, ROOMS
 from .auth import load_or_create_secret
 from .config import Config
 from .memory_registry import MemoryRegistry
@@ -26,6 +26,8 @@ def create_app(config: Config) -> web.Application:
     configure_ice(config.ice.host_addresses)
     app.cleanup_ctx.append(_registry_and_rooms)
     app.on_shutdown.append(_close_peers)
+    app[EDGE] = edge.Edge(config)
+    app.middlewares.append(edge.middleware)  # outermost: CORS headers on errors too
     api.add_routes(app)
     signaling.add_routes(app)
     pages.add_routes(app)

@@ -21,6 +21,8 @@ from typing import Any
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
+from .edge import CLIENT_IP
+
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
@@ -62,7 +64,8 @@ class AccessLogger(AbstractAccessLogger):
     """aiohttp's access log as structured fields (pass as `access_log_class`).
 
     Only the path is logged, not the query string, which may carry things not meant for
-    logs.
+    logs, and no header (Authorization holds the bearer token). `remote` is the client's
+    address, through trusted proxies (edge.py).
     """
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
@@ -74,6 +77,6 @@ class AccessLogger(AbstractAccessLogger):
                 "status": response.status,
                 "bytes_sent": response.body_length,
                 "duration_ms": round(time * 1000, 1),
-                "remote": request.remote,
+                "remote": request.get(CLIENT_IP, request.remote),
             },
         )

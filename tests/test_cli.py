@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -123,12 +124,18 @@ def test_serve_answers_health_then_stops(tmp_path: Path) -> None:
     assert any(e["event"] == "http request" and e["path"] == "/health" for e in events)
 
 
-def poll_health(port: int, proc: subprocess.Popen[str]) -> dict[str, object]:
+def poll_health(
+    port: int,
+    proc: subprocess.Popen[str],
+    scheme: str = "http",
+    context: ssl.SSLContext | None = None,
+) -> dict[str, object]:
     deadline = time.monotonic() + TIMEOUT
+    url = f"{scheme}://127.0.0.1:{port}/health"
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the server exited early"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as resp:
+            with urllib.request.urlopen(url, timeout=1, context=context) as resp:
                 assert resp.status == 200
                 return json.loads(resp.read())  # type: ignore[no-any-return]
         except (urllib.error.URLError, ConnectionError):
