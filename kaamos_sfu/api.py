@@ -175,6 +175,7 @@ async def _check_create_allowed(request: web.Request, sub: str, creator: Creator
         wait = await registry.rate_limit(key, limit, RATE_WINDOW_SECONDS)
         if wait > 0:
             retry_after = retry_after_seconds(wait)
+            request.app[ROOMS].counts.rate_limited[f"create_per_{what}"] += 1
             log.info("rate limited", extra={"limit": what, "sub": sub, "retry_after": retry_after})
             raise ApiError(
                 429,
@@ -189,6 +190,7 @@ async def create_room(request: web.Request) -> web.Response:
     creator = _creator_user_id(await _read_create_body(request))
     await _check_create_allowed(request, sub, creator)
     record = await request.app[REGISTRY].create(creator)
+    request.app[ROOMS].counts.rooms_created += 1
     log.info("room created", extra={"room_id": record.room_id, "sub": sub})
     body = {
         "room_id": record.room_id,
@@ -223,6 +225,7 @@ async def delete_room(request: web.Request) -> web.Response:
     # The record goes first, so that nobody can join while the live room is being ended.
     await request.app[REGISTRY].delete(room_id)
     await request.app[ROOMS].end_room(room_id)
+    request.app[ROOMS].counts.rooms_deleted += 1
     log.info("room deleted", extra={"room_id": room_id, "sub": sub})
     return web.Response(status=204)
 

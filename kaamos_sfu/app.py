@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from . import api, edge, pages, signaling
+from . import api, edge, metrics, pages, signaling
 from .appkeys import API_SECRET, CONFIG, EDGE, REGISTRY, ROOMS
 from .auth import load_or_create_secret
 from .config import Config
@@ -30,6 +30,7 @@ def create_app(config: Config) -> web.Application:
     app.middlewares.append(edge.middleware)  # outermost: CORS headers on errors too
     api.add_routes(app)
     signaling.add_routes(app)
+    metrics.add_routes(app)  # after _registry_and_rooms: its cleanup context needs ROOMS
     pages.add_routes(app)
     return app
 

@@ -10,6 +10,7 @@ from .config import Config
 
 if TYPE_CHECKING:
     from .edge import Edge
+    from .metrics import Metrics
     from .registry import RoomRegistry
     from .rooms import RoomManager
 
@@ -18,3 +19,4 @@ API_SECRET = web.AppKey("api_secret", str)
 REGISTRY: web.AppKey[RoomRegistry] = web.AppKey("registry")
 ROOMS: web.AppKey[RoomManager] = web.AppKey("rooms")
 EDGE: web.AppKey[Edge] = web.AppKey("edge")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
