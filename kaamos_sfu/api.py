@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Any
 
 from aiohttp import web
@@ -60,6 +61,24 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/rooms/{room_id}", get_room)
     app.router.add_delete("/api/rooms/{room_id}", delete_room)
     app.router.add_get("/health", health)
+    app.router.add_get("/api/openapi.json", _openapi_handler(load_openapi()))
+
+
+def load_openapi() -> dict[str, Any]:
+    """The OpenAPI 3.0 description of this API, shipped in the package as openapi.json."""
+    text = resources.files(__package__).joinpath("openapi.json").read_text(encoding="utf-8")
+    document: dict[str, Any] = json.loads(text)
+    document["info"]["version"] = __version__
+    return document
+
+
+def _openapi_handler(document: dict[str, Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    body = json.dumps(document).encode()
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    return handler
 
 
 def _error_response(
