@@ -48,6 +48,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
+# Libraries that log every ICE check or DTLS step at info: at info level that is noise (one
+# line per candidate pair), so they speak from warning up unless log.level is debug.
+CHATTY_LIBRARIES = ("aioice", "aiortc")
+
+
 def setup_logging(level: str) -> None:
     """Send every logger to stderr as JSON lines at `level` (debug, info, warning, error)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -57,6 +62,8 @@ def setup_logging(level: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
     logging.captureWarnings(True)
 
 
