@@ -100,14 +100,7 @@ def test_serve_answers_health_then_stops(tmp_path: Path) -> None:
     """The default command serves /health on the configured port and exits on SIGTERM."""
     port = free_port()
     config = write_config(tmp_path, port=port)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kaamos_sfu", "--config", str(config)],
-        cwd=tmp_path,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_server(tmp_path, "--config", str(config))
     try:
         body = poll_health(port, proc)
         assert body["status"] == "ok"
@@ -122,6 +115,22 @@ def test_serve_answers_health_then_stops(tmp_path: Path) -> None:
     assert listening[0]["port"] == port
     assert listening[0]["public_url"] == f"http://localhost:{port}"
     assert any(e["event"] == "http request" and e["path"] == "/health" for e in events)
+
+
+def tls_args(cert: object, key: object) -> list[str]:
+    return ["--set", f"server.tls_cert_file={cert}", "--set", f"server.tls_key_file={key}"]
+
+
+def start_server(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    """`python -m kaamos_sfu ARGS` in the background; the caller stops it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "kaamos_sfu", *args],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def poll_health(
@@ -182,16 +191,7 @@ def test_check_config_checks_files(tmp_path: Path) -> None:
     (tmp_path / "state" / "api_secret").write_text("x" * 40)
     (tmp_path / "junk.pem").write_text("not a certificate")
     for cert, key in (("absent.pem", "absent.pem"), ("junk.pem", "junk.pem")):
-        result = run(
-            tmp_path,
-            "check-config",
-            "--config",
-            str(config),
-            "--set",
-            f"server.tls_cert_file={cert}",
-            "--set",
-            f"server.tls_key_file={key}",
-        )
+        result = run(tmp_path, "check-config", "--config", str(config), *tls_args(cert, key))
         assert result.returncode == 2 and "server.tls_cert_file" in result.stderr, result.stderr
     result = run(tmp_path, "check-config", "--config", str(config), "--set", "auth.api_secret=s")
     assert result.returncode == 2 and "auth.api_secret" in result.stderr

@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import ssl
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from call_support import create_room
 from test_api import auth, error_of
-from test_cli import TIMEOUT, clean_env, free_port, poll_health, write_config
+from test_cli import TIMEOUT, free_port, poll_health, start_server, tls_args, write_config
 
 from kaamos_sfu.appkeys import API_SECRET
 from kaamos_sfu.auth import issue_token
@@ -225,24 +223,7 @@ def test_serves_https_from_cert_and_key(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     port = free_port()
     config = write_config(tmp_path, port=port)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kaamos_sfu",
-            "--config",
-            str(config),
-            "--set",
-            f"server.tls_cert_file={cert}",
-            "--set",
-            f"server.tls_key_file={key}",
-        ],
-        cwd=tmp_path,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_server(tmp_path, "--config", str(config), *tls_args(cert, key))
     try:
         context = ssl.create_default_context(cafile=str(cert))
         body = poll_health(port, proc, scheme="https", context=context)
