@@ -106,10 +106,10 @@ class Edge:
                 },
             )
         response = await handler(request)
+        response.headers["Vary"] = "Origin"  # the answer differs by origin: caches must know
         if allowed:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
-            response.headers["Vary"] = "Origin"
         return response
 
 
