@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import ssl
@@ -217,9 +218,20 @@ def self_signed(tmp_path: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+async def join_over_wss(port: int, context: ssl.SSLContext) -> str:
+    """Signaling works over wss:// too: the error code a join to an unknown room gets."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"wss://127.0.0.1:{port}/ws/AAAAAAAAAA", ssl=context) as ws,
+    ):
+        await ws.send_json({"type": "join", "name": "A", "publish": []})
+        reply = await ws.receive_json(timeout=TIMEOUT)
+        return str(reply["code"])
+
+
 def test_serves_https_from_cert_and_key(tmp_path: Path) -> None:
-    """With tls_cert_file and tls_key_file the server speaks HTTPS with that certificate,
-    and its default links are https."""
+    """With tls_cert_file and tls_key_file the server speaks HTTPS and WSS with that
+    certificate, and its default links are https."""
     cert, key = self_signed(tmp_path)
     port = free_port()
     config = write_config(tmp_path, port=port)
@@ -230,6 +242,7 @@ def test_serves_https_from_cert_and_key(tmp_path: Path) -> None:
         assert body["status"] == "ok"
         with pytest.raises(urllib.error.URLError):  # a client that does not trust it
             urllib.request.urlopen(f"https://127.0.0.1:{port}/health", timeout=TIMEOUT)
+        assert asyncio.run(join_over_wss(port, context)) == "ROOM_NOT_FOUND"
     finally:
         proc.terminate()
         _, stderr = proc.communicate(timeout=TIMEOUT)
