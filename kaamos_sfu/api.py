@@ -10,14 +10,15 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
 from . import __version__
-from .appkeys import API_SECRET, CONFIG, LIFECYCLE, REGISTRY, ROOMS
+from .appkeys import API_SECRET, CONFIG, EDGE, LIFECYCLE, REGISTRY, ROOMS
 from .auth import Unauthorized, verify_bearer
-from .registry import CreatorId, RoomRecord, is_valid_room_id
+from .registry import CreatorId, RoomRecord, is_valid_room_id, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ MAX_CREATOR_ID_LENGTH = 64
 # Creator ids are stored and sent back as JSON numbers; keep them within a signed 64-bit
 # integer so that every store and client can hold them.
 MAX_CREATOR_ID_INT = 2**63 - 1
+RATE_WINDOW_SECONDS = 60.0  # the "per minute" of api.rooms_per_minute_*
 
 # Codes for errors raised by aiohttp itself rather than by our handlers.
 _HTTP_CODES = {
@@ -32,6 +34,7 @@ _HTTP_CODES = {
     401: "UNAUTHORIZED",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
+    403: "FORBIDDEN",
     413: "PAYLOAD_TOO_LARGE",
 }
 
@@ -58,6 +61,24 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/rooms/{room_id}", get_room)
     app.router.add_delete("/api/rooms/{room_id}", delete_room)
     app.router.add_get("/health", health)
+    app.router.add_get("/api/openapi.json", _openapi_handler(load_openapi()))
+
+
+def load_openapi() -> dict[str, Any]:
+    """The OpenAPI 3.0 description of this API, shipped in the package as openapi.json."""
+    text = resources.files(__package__).joinpath("openapi.json").read_text(encoding="utf-8")
+    document: dict[str, Any] = json.loads(text)
+    document["info"]["version"] = __version__
+    return document
+
+
+def _openapi_handler(document: dict[str, Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    body = json.dumps(document).encode()
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    return handler
 
 
 def _error_response(
@@ -150,6 +171,39 @@ def _creator_user_id(body: Mapping[str, Any]) -> CreatorId:
     )
 
 
+async def _check_create_allowed(request: web.Request, sub: str, creator: CreatorId) -> None:
+    """503 when the room cap is reached, 429 when the token or the creator is over its rate.
+
+    The cap comes first, so that a refusal for capacity uses up no one's rate."""
+    config, registry = request.app[CONFIG], request.app[REGISTRY]
+    if await registry.count() >= config.rooms.max_rooms:
+        log.warning("room cap reached", extra={"max_rooms": config.rooms.max_rooms, "sub": sub})
+        raise ApiError(
+            503, "AT_CAPACITY", f"the server already holds {config.rooms.max_rooms} rooms"
+        )
+    limits = [("token", f"create:sub:{sub}", config.api.rooms_per_minute_per_token)]
+    if creator is not None:
+        limits.append(
+            (
+                "creator_user_id",
+                f"create:creator:{creator}",
+                config.api.rooms_per_minute_per_creator,
+            )
+        )
+    for what, key, limit in limits:
+        wait = await registry.rate_limit(key, limit, RATE_WINDOW_SECONDS)
+        if wait > 0:
+            retry_after = retry_after_seconds(wait)
+            request.app[ROOMS].counts.rate_limited[f"create_per_{what}"] += 1
+            log.info("rate limited", extra={"limit": what, "sub": sub, "retry_after": retry_after})
+            raise ApiError(
+                429,
+                "RATE_LIMITED",
+                f"more than {limit} rooms per minute for this {what}; retry in {retry_after} s",
+                {"Retry-After": str(retry_after)},
+            )
+
+
 async def create_room(request: web.Request) -> web.Response:
     sub = _authenticate(request)
     lifecycle = request.app[LIFECYCLE]
@@ -162,11 +216,13 @@ async def create_room(request: web.Request) -> web.Response:
             {"Retry-After": str(max(1, retry_after))},
         )
     creator = _creator_user_id(await _read_create_body(request))
+    await _check_create_allowed(request, sub, creator)
     record = await request.app[REGISTRY].create(creator)
+    request.app[ROOMS].counts.rooms_created += 1
     log.info("room created", extra={"room_id": record.room_id, "sub": sub})
     body = {
         "room_id": record.room_id,
-        "url": f"{request.app[CONFIG].public_url}/room/{record.room_id}",
+        "url": f"{request.app[EDGE].base_url(request)}/room/{record.room_id}",
         "created_at": rfc3339(record.created_at),
         "expires_at": rfc3339(record.expires_at),
     }
@@ -197,6 +253,7 @@ async def delete_room(request: web.Request) -> web.Response:
     # The record goes first, so that nobody can join while the live room is being ended.
     await request.app[REGISTRY].delete(room_id)
     await request.app[ROOMS].end_room(room_id)
+    request.app[ROOMS].counts.rooms_deleted += 1
     log.info("room deleted", extra={"room_id": room_id, "sub": sub})
     return web.Response(status=204)
 

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import api, pages, room_snapshot, signaling
-from .appkeys import API_SECRET, CONFIG, LIFECYCLE, REGISTRY, ROOMS
+from . import api, edge, metrics, pages, room_snapshot, signaling
+from .appkeys import API_SECRET, CONFIG, EDGE, LIFECYCLE, REGISTRY, ROOMS
 from .auth import load_or_create_secret
 from .config import Config, ConfigError
 from .ice_addresses import AnnouncedAddresses, PortRange, interface_addresses
 from .lifecycle import Lifecycle
 from .memory_registry import MemoryRegistry
+from .preflight import check_files
 from .rooms import RoomManager
 from .rtc_bridge import HostCandidatePlan, configure_ice
 
@@ -22,6 +23,7 @@ def create_app(config: Config) -> web.Application:
     # The WebSocket layer refuses frames above 1 MiB (close 1009); smaller frames above
     # signaling.max_message_bytes get a BAD_MESSAGE reply instead (docs/protocol.md).
     app = web.Application(client_max_size=1024 * 1024)
+    check_files(config)
     app[CONFIG] = config
     app[API_SECRET] = load_or_create_secret(config)
     _configure_ice(config)
@@ -29,8 +31,11 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_registry_and_rooms)
     app.on_startup.append(_ready)  # after the cleanup contexts, which aiohttp runs first
     app.on_shutdown.append(_close_peers)
+    app[EDGE] = edge.Edge(config)
+    app.middlewares.append(edge.middleware)  # outermost: CORS headers on errors too
     api.add_routes(app)
     signaling.add_routes(app)
+    metrics.add_routes(app)  # after _registry_and_rooms: its cleanup context needs ROOMS
     pages.add_routes(app)
     return app
 

@@ -10,6 +10,8 @@ from .config import Config
 from .lifecycle import Lifecycle
 
 if TYPE_CHECKING:
+    from .edge import Edge
+    from .metrics import Metrics
     from .registry import RoomRegistry
     from .rooms import RoomManager
 
@@ -18,3 +20,5 @@ API_SECRET = web.AppKey("api_secret", str)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 REGISTRY: web.AppKey[RoomRegistry] = web.AppKey("registry")
 ROOMS: web.AppKey[RoomManager] = web.AppKey("rooms")
+EDGE: web.AppKey[Edge] = web.AppKey("edge")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

@@ -1,10 +1,11 @@
 """The `kaamos-sfu` command: run the server, issue an API token, or check a config file.
 
-    kaamos-sfu [serve] [--config PATH] [--host H] [--port P]
-    kaamos-sfu token --sub NAME [--expires-in SECONDS] [--config PATH]
-    kaamos-sfu check-config [--config PATH]
+    kaamos-sfu [serve] [--config PATH] [--set SECTION.KEY=VALUE ...] [--host H] [--port P]
+    kaamos-sfu token --sub NAME [--expires-in SECONDS] [--config PATH] [--set ...]
+    kaamos-sfu check-config [--config PATH] [--set ...]
 
-Without --config, ./config.toml is read when it exists; KAAMOS_* variables apply on top.
+Without --config, ./config.toml is read when it exists; KAAMOS_* variables apply on top,
+then --set (repeatable; values written as in environment variables), then --host/--port.
 Configuration errors print `kaamos-sfu: <message>` and exit with status 2.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,8 +22,7 @@ from . import __version__
 from .auth import issue_token, load_or_create_secret
 from .config import Config, ConfigError, load_config, validate
 from .logs import setup_logging
-
-log = logging.getLogger(__name__)
+from .preflight import check_files, tls_context
 
 PROG = "kaamos-sfu"
 DEFAULT_CONFIG = Path("config.toml")
@@ -77,6 +77,15 @@ def _add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", metavar="PATH", help=f"TOML config file (default: ./{DEFAULT_CONFIG} if any)"
     )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one setting, e.g. --set rooms.max_rooms=100 (repeatable; wins over "
+        "the file and KAAMOS_* variables; lists comma-separated, ice.servers as JSON)",
+    )
 
 
 def _positive_float(text: str) -> float:
@@ -89,23 +98,25 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _load(path: str | None) -> Config:
+def _load(args: argparse.Namespace) -> Config:
+    path = args.config
     if path is None and DEFAULT_CONFIG.is_file():
         path = str(DEFAULT_CONFIG)
-    return load_config(path)
+    return load_config(path, overrides=args.overrides)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = _load(args)
     if args.host is not None:
         config.server.host = args.host
     if args.port is not None:
         config.server.port = args.port
     validate(config)  # the command-line values too
+    ssl_context = tls_context(config)
     setup_logging(config.log.level)
     _install_uvloop()
     try:
-        asyncio.run(_run(config))
+        asyncio.run(_run(config, ssl_context))
     except OSError as exc:  # the port is taken, or the address is not ours
         where = f"{config.server.host}:{config.server.port}"
         print(f"{PROG}: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
@@ -113,11 +124,11 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(config: Config) -> None:
+async def _run(config: Config, ssl_context: ssl.SSLContext | None) -> None:
     from .app import create_app  # imported here so that `token` does not load the media stack
     from .server import serve
 
-    await serve(create_app(config), config)
+    await serve(create_app(config), config, ssl_context)
 
 
 def _install_uvloop() -> None:
@@ -133,13 +144,13 @@ def _token(args: argparse.Namespace) -> int:
     if not sub:
         print(f"{PROG}: --sub must not be empty", file=sys.stderr)
         return EXIT_CONFIG
-    config = _load(args.config)
+    config = _load(args)
     setup_logging(config.log.level)  # to stderr: stdout carries only the token
     print(issue_token(load_or_create_secret(config), sub, args.expires_in))
     return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    _load(args.config)
+    check_files(_load(args))
     print("ok")
     return 0

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .ice_addresses import AnnouncedAddresses
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_STATIC_DIR = PACKAGE_DIR.parent / "static"
 VIDEO_CODECS = ("VP8", "H264")
+# RFC 7518 §3.2: an HS256 key shorter than the hash output weakens it (PyJWT warns too).
+MIN_SECRET_LENGTH = 32
 
 
 class ConfigError(ValueError):
@@ -40,6 +44,11 @@ class ServerConfig:
     drain_seconds: float = 30.0
     # Told to peers in server-shutdown: wait this long after the socket closes, then rejoin.
     shutdown_retry_after_seconds: int = 5
+    # Serve HTTPS directly with this PEM certificate chain and private key (both or neither).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For/-Proto/-Host are trusted.
+    trusted_proxies: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -49,8 +58,19 @@ class AuthConfig:
 
 
 @dataclass
+class ApiConfig:
+    # Room creations allowed per minute for one creator_user_id, and for one token `sub`.
+    rooms_per_minute_per_creator: int = 10
+    rooms_per_minute_per_token: int = 10
+    # Origins (scheme://host[:port]) allowed to call /api/ from a browser (CORS).
+    cors_origins: list[str] = field(default_factory=list)
+
+
+@dataclass
 class RoomsConfig:
     max_peers: int = 4
+    # Rooms that may exist at once; POST /api/rooms/create answers 503 AT_CAPACITY above it.
+    max_rooms: int = 50
     # A room expires this long after its last activity (create, join, leave).
     expire_after_hours: float = 24.0
     # A peer whose media and ICE consent stop is removed after this many seconds.
@@ -69,6 +89,10 @@ class SignalingConfig:
     max_bad_messages: int = 10
     # More messages of any kind than this within 10 seconds closes the socket (flood).
     max_messages: int = 200
+    # WebSocket connections one client IP may open per minute (RATE_LIMITED, close 4429).
+    joins_per_minute_per_ip: int = 60
+    # Page origins allowed to open the WebSocket besides the server's own (public_url).
+    allowed_origins: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -110,6 +134,7 @@ class LogConfig:
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     rooms: RoomsConfig = field(default_factory=RoomsConfig)
     signaling: SignalingConfig = field(default_factory=SignalingConfig)
     ice: IceConfig = field(default_factory=IceConfig)
@@ -118,7 +143,8 @@ class Config:
 
     @property
     def public_url(self) -> str:
-        url = self.server.public_url or f"http://localhost:{self.server.port}"
+        scheme = "https" if self.server.tls_cert_file else "http"
+        url = self.server.public_url or f"{scheme}://localhost:{self.server.port}"
         return url.rstrip("/")
 
     @property
@@ -126,8 +152,15 @@ class Config:
         return Path(self.server.static_dir) if self.server.static_dir else DEFAULT_STATIC_DIR
 
 
-def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Build the configuration from defaults, an optional TOML file and the environment."""
+def load_config(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Sequence[str] = (),
+) -> Config:
+    """Build the configuration: defaults < TOML file < environment < `overrides`.
+
+    `overrides` are command-line `section.key=value` strings, parsed like env values.
+    """
     config = Config()
     if path is not None:
         try:
@@ -139,6 +172,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
         apply_mapping(config, data, origin=str(path))
     apply_env(config, os.environ if env is None else env)
+    apply_overrides(config, overrides)
     validate(config)
     return config
 
@@ -159,20 +193,46 @@ def apply_mapping(config: Config, data: Mapping[str, Any], origin: str) -> None:
 
 
 def apply_env(config: Config, env: Mapping[str, str]) -> None:
+    """Apply KAAMOS_<SECTION>_<KEY> variables. A variable that starts with a known section's
+    prefix but names no key is an error (a typo); other KAAMOS_* variables are not ours."""
+    known: set[str] = set()
     for section_field in dataclasses.fields(config):
         section = getattr(config, section_field.name)
         for f in dataclasses.fields(section):
             name = f"KAAMOS_{section_field.name}_{f.name}".upper()
+            known.add(name)
             if name in env:
-                value = _parse_env(name, f, env[name])
+                value = _parse_text(name, f, env[name])
                 setattr(section, f.name, _coerce(f"{section_field.name}.{f.name}", f, value, name))
+    prefixes = tuple(f"KAAMOS_{f.name.upper()}_" for f in dataclasses.fields(config))
+    for name in sorted(env):
+        if name.startswith(prefixes) and name not in known:
+            raise ConfigError(f"{name}: unknown setting (no such key in config.toml)")
 
 
-def _parse_env(name: str, f: dataclasses.Field[Any], raw: str) -> Any:
+def apply_overrides(config: Config, overrides: Sequence[str]) -> None:
+    """Apply command-line `section.key=value` settings (values written as in env vars)."""
+    for item in overrides:
+        origin = f"--set {item}"
+        name, sep, raw = item.partition("=")
+        section_name, dot, key = name.strip().partition(".")
+        if not sep or not dot:
+            raise ConfigError(f"{origin}: expected section.key=value")
+        if section_name not in {f.name for f in dataclasses.fields(config)}:
+            raise ConfigError(f"{origin}: unknown section [{section_name}]")
+        section = getattr(config, section_name)
+        fields = {f.name: f for f in dataclasses.fields(section)}
+        if key not in fields:
+            raise ConfigError(f"{origin}: unknown key {section_name}.{key}")
+        value = _parse_text(origin, fields[key], raw)
+        setattr(section, key, _coerce(f"{section_name}.{key}", fields[key], value, origin))
+
+
+def _parse_text(name: str, f: dataclasses.Field[Any], raw: str) -> Any:
+    """A setting written as text (env var or --set): lists comma-separated, except lists of
+    tables, which are JSON."""
     kind = str(f.type)
     if kind.startswith("list[dict"):
-        import json
-
         try:
             return json.loads(raw)
         except ValueError as exc:
@@ -267,7 +327,34 @@ def validate(config: Config) -> None:
         "server.public_url",
         "must start with http:// or https://",
     )
+    check(
+        bool(config.server.tls_cert_file) == bool(config.server.tls_key_file),
+        "server.tls_cert_file",
+        "set both server.tls_cert_file and server.tls_key_file, or neither",
+    )
+    for proxy in config.server.trusted_proxies:
+        check(_is_network(proxy), "server.trusted_proxies", f"not an address or network: {proxy!r}")
+    check(
+        not config.auth.api_secret or len(config.auth.api_secret.encode()) >= MIN_SECRET_LENGTH,
+        "auth.api_secret",
+        f"must be at least {MIN_SECRET_LENGTH} characters",
+    )
+    check(
+        config.api.rooms_per_minute_per_creator >= 1,
+        "api.rooms_per_minute_per_creator",
+        "must be >= 1",
+    )
+    check(
+        config.api.rooms_per_minute_per_token >= 1, "api.rooms_per_minute_per_token", "must be >= 1"
+    )
+    for origin in config.api.cors_origins:
+        check(
+            is_origin(origin),
+            "api.cors_origins",
+            f"not an origin (scheme://host[:port]): {origin!r}",
+        )
     check(config.rooms.max_peers >= 2, "rooms.max_peers", "must be at least 2")
+    check(config.rooms.max_rooms >= 1, "rooms.max_rooms", "must be >= 1")
     check(config.rooms.expire_after_hours > 0, "rooms.expire_after_hours", "must be positive")
     check(config.rooms.peer_timeout_seconds > 0, "rooms.peer_timeout_seconds", "must be positive")
     check(
@@ -277,6 +364,17 @@ def validate(config: Config) -> None:
     )
     check(config.signaling.max_bad_messages >= 1, "signaling.max_bad_messages", "must be >= 1")
     check(config.signaling.max_messages >= 20, "signaling.max_messages", "must be >= 20")
+    check(
+        config.signaling.joins_per_minute_per_ip >= 1,
+        "signaling.joins_per_minute_per_ip",
+        "must be >= 1",
+    )
+    for origin in config.signaling.allowed_origins:
+        check(
+            is_origin(origin),
+            "signaling.allowed_origins",
+            f"not an origin (scheme://host[:port]): {origin!r}",
+        )
     check(bool(config.media.video_codecs), "media.video_codecs", "must name at least one codec")
     for codec in config.media.video_codecs:
         check(codec in VIDEO_CODECS, "media.video_codecs", f"unknown codec {codec!r}")
@@ -294,3 +392,34 @@ def validate(config: Config) -> None:
         "log.level",
         "must be debug, info, warning or error",
     )
+
+
+def is_origin(text: str) -> bool:
+    """True for a browser origin as the Origin header spells it: scheme://host[:port]."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not parts.path
+        and not parts.query
+        and not parts.fragment
+        and "@" not in parts.netloc
+    )
+
+
+def origin_of(url: str) -> str:
+    """The origin of an http(s) URL, lower-cased as browsers send it."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True

@@ -21,6 +21,8 @@ from typing import Any
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
+from .edge import CLIENT_IP
+
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
@@ -46,6 +48,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
+# Libraries that log every ICE check or DTLS step at info: at info level that is noise (one
+# line per candidate pair), so they speak from warning up unless log.level is debug.
+CHATTY_LIBRARIES = ("aioice", "aiortc")
+
+
 def setup_logging(level: str) -> None:
     """Send every logger to stderr as JSON lines at `level` (debug, info, warning, error)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -55,6 +62,8 @@ def setup_logging(level: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
     logging.captureWarnings(True)
 
 
@@ -62,7 +71,8 @@ class AccessLogger(AbstractAccessLogger):
     """aiohttp's access log as structured fields (pass as `access_log_class`).
 
     Only the path is logged, not the query string, which may carry things not meant for
-    logs.
+    logs, and no header (Authorization holds the bearer token). `remote` is the client's
+    address, through trusted proxies (edge.py).
     """
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
@@ -74,6 +84,6 @@ class AccessLogger(AbstractAccessLogger):
                 "status": response.status,
                 "bytes_sent": response.body_length,
                 "duration_ms": round(time * 1000, 1),
-                "remote": request.remote,
+                "remote": request.get(CLIENT_IP, request.remote),
             },
         )

@@ -12,7 +12,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from .appkeys import CONFIG
-from .config import ConfigError
 
 HTML_HEADERS = {
     # The HTML names the current scripts; revalidate it so a deploy is seen at once.
@@ -24,9 +23,7 @@ HTML_HEADERS = {
 
 
 def add_routes(app: web.Application) -> None:
-    static_dir = app[CONFIG].static_dir
-    if not static_dir.is_dir():
-        raise ConfigError(f"server.static_dir: no directory at {static_dir}")
+    static_dir = app[CONFIG].static_dir  # preflight.check_files made sure it exists
     app.router.add_get("/", _page(static_dir / "index.html"))
     app.router.add_get("/room/{room_id}", _page(static_dir / "room.html"))
     app.router.add_static("/static/", static_dir, show_index=False, follow_symlinks=False)

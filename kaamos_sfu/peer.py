@@ -7,6 +7,7 @@ only set `_offer_wanted`, and the next offer goes out right after the answer.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import time
@@ -43,6 +44,7 @@ from .rtc_bridge import (
     strip_mdns_candidates,
     subscriber_codec_preferences,
 )
+from .stats import MediaCounts
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,7 @@ class Peer:
         self.slots: list[Slot] = []
         self.pc: RTCPeerConnection | None = None
         self.activity = Activity()
+        self.retired = MediaCounts()  # what dropped UpTracks and DownTracks had counted
         self.closed = False
         self._offer_wanted = False
         self._offer_busy = False  # creating an offer, or waiting for its answer
@@ -193,7 +196,9 @@ class Peer:
         media = _media(slot)
         media.transceiver.direction = "inactive"
         if slot.role == RECEIVE and slot.owner is not None:
-            self.published.pop(slot.owner[1], None)
+            published = self.published.pop(slot.owner[1], None)
+            if published is not None:
+                self.retired.add_uptrack(published.uptrack)
             media.receiver.uptrack = None
         self._unbind(media.sender)
         slot.owner = None
@@ -279,6 +284,8 @@ class Peer:
         payload_types = {published.codec.payload_type: subscriber_payload_type}
         previous = sender.downtrack
         self._unbind(sender)
+        if previous is not None:
+            self.retired.add_downtrack(previous)
         downtrack = DownTrack(
             sink=sender,
             ssrc=sender.ssrc,
@@ -330,6 +337,17 @@ class Peer:
     def set_sources(self, sources: list[str]) -> None:
         self.info.sources = [s for s in protocol.SOURCES if s in sources]
         self.request_offer()
+
+    def media_counts(self) -> MediaCounts:
+        """Everything this peer's forwarding has counted so far (for /metrics)."""
+        counts = dataclasses.replace(self.retired)
+        for published in self.published.values():
+            counts.add_uptrack(published.uptrack)
+        for slot in self.slots:
+            downtrack = _media(slot).sender.downtrack
+            if downtrack is not None:
+                counts.add_downtrack(downtrack)
+        return counts
 
     # Lifetime
 

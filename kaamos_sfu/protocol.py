@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
     ROOM_FULL = "ROOM_FULL"
     ROOM_EXPIRED = "ROOM_EXPIRED"
     BAD_MESSAGE = "BAD_MESSAGE"
+    RATE_LIMITED = "RATE_LIMITED"
 
 
 class CloseCode(IntEnum):
@@ -215,8 +216,12 @@ def offer(sdp: str, tracks: dict[str, tuple[str, str]]) -> dict[str, Any]:
     }
 
 
-def error(code: ErrorCode, message: str) -> dict[str, Any]:
-    return {"type": "error", "code": str(code), "message": message}
+def error(code: ErrorCode, message: str, retry_after: int | None = None) -> dict[str, Any]:
+    """An error message; `retry_after` (seconds) says when a rate-limited client may retry."""
+    body: dict[str, Any] = {"type": "error", "code": str(code), "message": message}
+    if retry_after is not None:
+        body["retry_after"] = retry_after
+    return body
 
 
 def peer_joined(peer: PeerInfo) -> dict[str, Any]:

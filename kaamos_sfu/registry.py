@@ -7,6 +7,7 @@ in-memory one without touching the media code.
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import string
@@ -28,6 +29,11 @@ def new_room_id() -> str:
 
 def is_valid_room_id(room_id: str) -> bool:
     return ROOM_ID_RE.fullmatch(room_id) is not None
+
+
+def retry_after_seconds(wait: float) -> int:
+    """A `rate_limit` wait as whole seconds for Retry-After: rounded up, at least 1."""
+    return max(1, math.ceil(wait))
 
 
 @dataclass

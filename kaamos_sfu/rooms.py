@@ -7,6 +7,7 @@ their media. It knows nothing of HTTP or WebSockets: peers talk through `Connect
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -17,6 +18,7 @@ from .negotiation import SEND, TrackKey, WantedTrack
 from .peer import Connection, Peer, PublishedTrack
 from .protocol import SOURCE_KIND, SOURCES, CloseCode, ErrorCode, Join
 from .registry import RoomRegistry, is_valid_room_id
+from .stats import CallCounts, MediaCounts
 from .turn_credentials import ice_servers_for
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,8 @@ class RoomManager:
         self.config = config
         self.registry = registry
         self.rooms: dict[str, Room] = {}
+        self.counts = CallCounts()
+        self.retired_media = MediaCounts()  # counted by peers that have left
         self._tasks: set[asyncio.Task[Any]] = set()
         self._keepalive: asyncio.Task[None] | None = None
         self._drain_retry_after: int | None = None  # set while the server drains
@@ -98,6 +102,13 @@ class RoomManager:
         (ServerDraining while the server shuts down)."""
         if self._drain_retry_after is not None:
             raise ServerDraining(self._drain_retry_after)
+        try:
+            return await self._join(room_id, join, connection)
+        except JoinRefused as refusal:
+            self.counts.join_refusals[str(refusal.code)] += 1
+            raise
+
+    async def _join(self, room_id: str, join: Join, connection: Connection) -> tuple[Room, Peer]:
         if not is_valid_room_id(room_id):
             raise JoinRefused(ErrorCode.INVALID_ROOM_ID, "Room ids are 10 letters and digits.")
         record = await self.registry.get(room_id)
@@ -121,6 +132,7 @@ class RoomManager:
         )
         others = [p.info for p in room.peers.values()]
         room.peers[peer.peer_id] = peer
+        self.counts.joins += 1
         self._ensure_keepalive()
         log.info(
             "peer joined",
@@ -145,6 +157,7 @@ class RoomManager:
         if room.peers.get(peer.peer_id) is not peer:
             return
         del room.peers[peer.peer_id]
+        self._retire(peer, reason)
         if not room.peers and self.rooms.get(room.room_id) is room:
             del self.rooms[room.room_id]
         log.info(
@@ -168,6 +181,8 @@ class RoomManager:
             return
         peers = list(room.peers.values())
         room.peers.clear()
+        for peer in peers:
+            self._retire(peer, "room ended")
         for peer in peers:
             await peer.close()
             await peer.connection.send(protocol.room_ended())
@@ -203,10 +218,26 @@ class RoomManager:
             peers = list(room.peers.values())
             room.peers.clear()
             for peer in peers:
+                self._retire(peer, "server shutdown")
+            for peer in peers:
                 await peer.close()
                 await peer.connection.close(CloseCode.GOING_AWAY, "server shutting down")
         for task in list(self._tasks):
             task.cancel()
+
+    def media_counts(self) -> MediaCounts:
+        """What every peer's forwarding has counted, those that left included (/metrics)."""
+        counts = dataclasses.replace(self.retired_media)
+        for room in self.rooms.values():
+            for peer in room.peers.values():
+                counts.add(peer.media_counts())
+        return counts
+
+    def _retire(self, peer: Peer, reason: str) -> None:
+        """Called in the same step that removes the peer from its room, so that its counts
+        are never both live and retired, nor neither."""
+        self.counts.leaves[reason] += 1
+        self.retired_media.add(peer.media_counts())
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -16,7 +16,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from . import protocol
-from .appkeys import CONFIG, ROOMS
+from .appkeys import CONFIG, EDGE, REGISTRY, ROOMS
+from .edge import CLIENT_IP, origin_refused
 from .peer import Peer
 from .protocol import (
     REFUSAL_CLOSE_CODES,
@@ -32,6 +33,7 @@ from .protocol import (
     Publish,
     Unpublish,
 )
+from .registry import retry_after_seconds
 from .rooms import JoinRefused, Room, RoomManager, ServerDraining
 
 log = logging.getLogger(__name__)
@@ -169,11 +171,28 @@ class Session:
             self.peer = None
 
 
-async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
-    config = request.app[CONFIG]
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    config, edge = request.app[CONFIG], request.app[EDGE]
+    if not edge.websocket_origin_allowed(request):
+        # A page of another site: refused before the upgrade (its own page shows nothing).
+        log.info("websocket origin refused", extra={"origin": request.headers.get("Origin")})
+        return origin_refused(request.headers.get("Origin", ""))
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=MAX_FRAME_BYTES)
     await ws.prepare(request)
     connection = WebSocketConnection(ws)
+    client_ip = request.get(CLIENT_IP) or request.remote or ""
+    limit = config.signaling.joins_per_minute_per_ip
+    wait = await request.app[REGISTRY].rate_limit(f"ws:ip:{client_ip}", limit, 60.0)
+    if wait > 0:
+        retry_after = retry_after_seconds(wait)
+        log.info(
+            "websocket rate limited", extra={"client_ip": client_ip, "retry_after": retry_after}
+        )
+        message = f"More than {limit} connections per minute from this address."
+        await connection.send(protocol.error(ErrorCode.RATE_LIMITED, message, retry_after))
+        await connection.close(CloseCode.FLOOD, "rate limited")
+        connection.stop()
+        return ws
     session = Session(request.match_info["room_id"], request.app[ROOMS], connection)
     bad_messages = FloodGuard(config.signaling.max_bad_messages)
     all_messages = FloodGuard(config.signaling.max_messages)

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -98,7 +99,8 @@ def test_check_config_ok_and_env_errors(tmp_path: Path) -> None:
 def test_serve_answers_health_then_stops(tmp_path: Path) -> None:
     """The default command serves /health on the configured port and exits on SIGTERM."""
     port = free_port()
-    proc = spawn_server(tmp_path, write_config(tmp_path, port=port))
+    config = write_config(tmp_path, port=port)
+    proc = start_server(tmp_path, "--config", str(config))
     try:
         body = poll_health(port, proc)
         assert body["status"] == "ok"
@@ -115,10 +117,14 @@ def test_serve_answers_health_then_stops(tmp_path: Path) -> None:
     assert any(e["event"] == "http request" and e["path"] == "/health" for e in events)
 
 
-def spawn_server(tmp_path: Path, config: Path) -> subprocess.Popen[str]:
-    """`python -m kaamos_sfu --config <config>` in the background, output captured."""
+def tls_args(cert: object, key: object) -> list[str]:
+    return ["--set", f"server.tls_cert_file={cert}", "--set", f"server.tls_key_file={key}"]
+
+
+def start_server(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    """`python -m kaamos_sfu ARGS` in the background; the caller stops it."""
     return subprocess.Popen(
-        [sys.executable, "-m", "kaamos_sfu", "--config", str(config)],
+        [sys.executable, "-m", "kaamos_sfu", *args],
         cwd=tmp_path,
         env=clean_env(),
         stdout=subprocess.PIPE,
@@ -127,14 +133,65 @@ def spawn_server(tmp_path: Path, config: Path) -> subprocess.Popen[str]:
     )
 
 
-def poll_health(port: int, proc: subprocess.Popen[str]) -> dict[str, object]:
+def poll_health(
+    port: int,
+    proc: subprocess.Popen[str],
+    scheme: str = "http",
+    context: ssl.SSLContext | None = None,
+) -> dict[str, object]:
     deadline = time.monotonic() + TIMEOUT
+    url = f"{scheme}://127.0.0.1:{port}/health"
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the server exited early"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as resp:
+            with urllib.request.urlopen(url, timeout=1, context=context) as resp:
                 assert resp.status == 200
                 return json.loads(resp.read())  # type: ignore[no-any-return]
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.05)
     raise AssertionError("no answer on /health in time")
+
+
+def test_set_overrides_env_and_host_port_override_set(tmp_path: Path) -> None:
+    """`--set` beats KAAMOS_* variables, and --port beats --set server.port."""
+    config = write_config(tmp_path)
+    env = clean_env() | {"KAAMOS_ROOMS_MAX_ROOMS": "0"}
+    args = [sys.executable, "-m", "kaamos_sfu", "check-config", "--config", str(config)]
+    bad = subprocess.run(
+        args, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert bad.returncode == 2 and "rooms.max_rooms" in bad.stderr
+    good = subprocess.run(
+        [*args, "--set", "rooms.max_rooms=5"],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert (good.returncode, good.stdout) == (0, "ok\n"), good.stderr
+    # Were --set applied after --port, this would start a server on 8080 (and time out).
+    result = run(tmp_path, "--config", str(config), "--set", "server.port=8080", "--port", "70000")
+    assert result.returncode == 2 and "server.port" in result.stderr
+
+
+def test_check_config_checks_files(tmp_path: Path) -> None:
+    """check-config reports what create_app would refuse: a missing static_dir, a kept
+    API secret that is too short, TLS files that are missing or do not load."""
+    config = write_config(tmp_path)
+    result = run(
+        tmp_path, "check-config", "--config", str(config), "--set", "server.static_dir=nope"
+    )
+    assert result.returncode == 2 and "server.static_dir" in result.stderr
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "api_secret").write_text("short\n")
+    result = run(tmp_path, "check-config", "--config", str(config))
+    assert result.returncode == 2 and "at least 32 characters" in result.stderr
+    (tmp_path / "state" / "api_secret").write_text("x" * 40)
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    for cert, key in (("absent.pem", "absent.pem"), ("junk.pem", "junk.pem")):
+        result = run(tmp_path, "check-config", "--config", str(config), *tls_args(cert, key))
+        assert result.returncode == 2 and "server.tls_cert_file" in result.stderr, result.stderr
+    result = run(tmp_path, "check-config", "--config", str(config), "--set", "auth.api_secret=s")
+    assert result.returncode == 2 and "auth.api_secret" in result.stderr

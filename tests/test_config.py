@@ -164,3 +164,91 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     """A config path that cannot be read is a ConfigError, not a traceback."""
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(tmp_path / "absent.toml", env={})
+
+
+def test_precedence_file_env_command_line(tmp_path: Path) -> None:
+    """Each layer wins over the one before: defaults < file < env < --set overrides."""
+    path = write(tmp_path, "[rooms]\nmax_rooms = 7\nmax_peers = 3\n[log]\nlevel = 'warning'\n")
+    env = {"KAAMOS_ROOMS_MAX_ROOMS": "8", "KAAMOS_LOG_LEVEL": "error"}
+    config = load_config(path, env=env, overrides=["rooms.max_rooms=9"])
+    assert config.rooms.max_rooms == 9  # file, env and command line: the command line
+    assert config.log.level == "error"  # file and env: env
+    assert config.rooms.max_peers == 3  # file only
+    assert config.rooms.expire_after_hours == 24.0  # nothing: the default
+
+
+def test_overrides_parse_like_env() -> None:
+    """--set values are written as env values: lists comma-separated, ice.servers JSON,
+    and the text after the first = is the value."""
+    config = load_config(
+        None,
+        env={},
+        overrides=[
+            "signaling.allowed_origins=https://a.example.org, https://b.example.org",
+            'ice.servers=[{"urls": "stun:s.example.org"}]',
+            "auth.api_secret=" + "k=" * 20,
+            "server.trusted_proxies=127.0.0.1,10.0.0.0/8",
+        ],
+    )
+    assert config.signaling.allowed_origins == ["https://a.example.org", "https://b.example.org"]
+    assert config.ice.servers == [{"urls": "stun:s.example.org"}]
+    assert config.auth.api_secret == "k=" * 20
+    assert config.server.trusted_proxies == ["127.0.0.1", "10.0.0.0/8"]
+
+
+@pytest.mark.parametrize(
+    "override, names",
+    [
+        ("rooms.max_rooms", "expected section.key=value"),
+        ("max_rooms=3", "expected section.key=value"),
+        ("nope.key=1", "[nope]"),
+        ("rooms.max_room=3", "rooms.max_room"),
+        ("rooms.max_rooms=many", "--set rooms.max_rooms=many"),
+        ("rooms.max_rooms=0", "rooms.max_rooms"),
+    ],
+)
+def test_override_errors_name_the_key(override: str, names: str) -> None:
+    """A malformed, unknown or bad --set value is an error naming it."""
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(None, env={}, overrides=[override])
+    assert names in str(excinfo.value)
+
+
+def test_unknown_env_setting_is_an_error() -> None:
+    """A KAAMOS_<SECTION>_* variable that names no key stops the start; other KAAMOS_*
+    variables (not settings) are left alone."""
+    with pytest.raises(ConfigError, match="KAAMOS_ROOMS_MAX_ROOM:"):
+        load_config(None, env={"KAAMOS_ROOMS_MAX_ROOM": "3"})
+    assert load_config(None, env={"KAAMOS_TEST_TIMEOUT_FACTOR": "2"}) == Config()
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["server.tls_cert_file=/c.pem"], "server.tls_cert_file"),
+        (["server.tls_key_file=/k.pem"], "server.tls_cert_file"),
+        (["server.trusted_proxies=10.0.0.0/33"], "server.trusted_proxies"),
+        (["server.trusted_proxies=proxy.example.org"], "server.trusted_proxies"),
+        (["auth.api_secret=short"], "auth.api_secret"),
+        (["api.rooms_per_minute_per_creator=0"], "api.rooms_per_minute_per_creator"),
+        (["api.rooms_per_minute_per_token=0"], "api.rooms_per_minute_per_token"),
+        (["api.cors_origins=https://a.example.org/path"], "api.cors_origins"),
+        (["api.cors_origins=a.example.org"], "api.cors_origins"),
+        (["api.cors_origins=https://a.example.org:99999"], "api.cors_origins"),
+        (["rooms.max_rooms=0"], "rooms.max_rooms"),
+        (["signaling.joins_per_minute_per_ip=0"], "signaling.joins_per_minute_per_ip"),
+        (["signaling.allowed_origins=ftp://a.example.org"], "signaling.allowed_origins"),
+    ],
+)
+def test_new_validation_errors(overrides: list[str], key: str) -> None:
+    """TLS pairs, proxy networks, secret length, rate limits, caps and origins are checked."""
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, env={}, overrides=overrides)
+
+
+def test_public_url_default_follows_tls() -> None:
+    """Without public_url, the fallback base URL is https when TLS is served directly."""
+    config = load_config(
+        None, env={}, overrides=["server.tls_cert_file=c.pem", "server.tls_key_file=k.pem"]
+    )
+    assert config.public_url == "https://localhost:8080"

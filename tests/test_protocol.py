@@ -315,7 +315,12 @@ BUILT: dict[str, list[dict[str, Any]]] = {
     ],
     "room-ended": [protocol.room_ended()],
     "server-shutdown": [protocol.server_shutdown(5)],
-    "error": [protocol.error(ErrorCode.ROOM_FULL, "This room already has 4 participants.")],
+    "error": [
+        protocol.error(ErrorCode.ROOM_FULL, "This room already has 4 participants."),
+        protocol.error(
+            ErrorCode.RATE_LIMITED, "More than 60 connections per minute from this address.", 17
+        ),
+    ],
 }
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 from call_support import base_url, clients, create_room, eventually
 from rtc_client import RtcClient
-from test_cli import TIMEOUT, free_port, poll_health, spawn_server, write_config
+from test_cli import TIMEOUT, free_port, poll_health, start_server, write_config
 
 from kaamos_sfu import room_snapshot
 from kaamos_sfu.appkeys import API_SECRET, ROOMS
@@ -99,7 +99,7 @@ async def _server_with_a_peer(tmp_path: Path, drain_seconds: float) -> AsyncIter
         f"[server]\ndrain_seconds = {drain_seconds}\nshutdown_retry_after_seconds = 2\n",
     )
     config.write_text(text + f"[auth]\napi_secret = '{SECRET}'\n")
-    proc = spawn_server(tmp_path, config)
+    proc = start_server(tmp_path, "--config", str(config))
     url = f"http://127.0.0.1:{port}"
     server = ServerProcess(proc, RtcClient(url, "", "Alice"))
     try:
@@ -189,7 +189,7 @@ async def test_rooms_survive_a_restart(tmp_path: Path):
     port = free_port()
     config = tmp_path / "test.toml"
     config.write_text(re.sub(r"port = \d+", f"port = {port}", config.read_text()))
-    proc = spawn_server(tmp_path, config)
+    proc = start_server(tmp_path, "--config", str(config))
     client = RtcClient(f"http://127.0.0.1:{port}", room_id, "Back")
     try:
         await asyncio.to_thread(poll_health, port, proc)

@@ -107,6 +107,8 @@ class DownTrack:
         self.packets_sent = 0
         self.octets_sent = 0
         self.retransmissions = 0
+        self.nacks_received = 0
+        self.keyframe_requests = 0  # PLI/FIR from this subscriber, counted by the bridge
         self.remb_bps: int | None = None  # the subscriber's share of its bandwidth estimate
         self._layouts = _extension_layouts(extension_ids, mid)
         self._abs_send_time_prefix = (extension_ids.abs_send_time << 28) | (2 << 24)
@@ -175,6 +177,7 @@ class DownTrack:
 
     def retransmission(self, sequence: int) -> bytes | None:
         """The packet this subscriber NACKed, from the cache, if we still have it."""
+        self.nacks_received += 1
         if not self._cache:
             return None
         data = self._cache[sequence % VIDEO_CACHE_SIZE]

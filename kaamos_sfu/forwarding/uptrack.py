@@ -53,6 +53,8 @@ class UpTrack:
         self._last_keyframe_request = -KEYFRAME_REQUEST_INTERVAL
         self.packets_received = 0
         self.keyframe_requests = 0
+        self.packets_dropped = 0  # subscriber copies not sent (read by /metrics)
+        self.nacks_sent = 0  # NACKs sent upstream, counted by the bridge's receiver
 
     def attach(self, downtrack: DownTrack) -> None:
         self.downtracks = self.downtracks + (downtrack,)
@@ -72,8 +74,10 @@ class UpTrack:
                 data = downtrack.rewrite(packet, send_time)
                 if data is not None:
                     await downtrack.sink.send_rtp(data)
-                elif downtrack.needs_keyframe:
-                    waiting = True
+                else:
+                    self.packets_dropped += 1
+                    if downtrack.needs_keyframe:
+                        waiting = True
             except Exception:  # one broken subscription must not stop the others
                 log.exception("dropping a failing subscription", extra={"peer_id": self.peer_id})
                 self.detach(downtrack)

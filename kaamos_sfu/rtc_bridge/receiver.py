@@ -93,6 +93,7 @@ class ForwardingReceiver(RTCRtpReceiver):
                 packet.sequence_number, packet.timestamp, arrival_time_ms / 1000
             )
             if missed and uptrack.kind == "video":
+                uptrack.nacks_sent += 1
                 await self._send_rtcp(
                     RtcpRtpfbPacket(
                         fmt=RTCP_RTPFB_NACK,

@@ -83,6 +83,7 @@ class ForwardingSender(RTCRtpSender):
                 if data is not None:
                     await self.send_rtp(data)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            downtrack.keyframe_requests += 1
             if self.uptrack is not None:
                 await self.uptrack.request_keyframe()
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
