@@ -97,6 +97,8 @@ export const WRONG_NODE_CLOSE = 4421;
 export const MAX_REDIRECTS = 3;
 /** A socket that has not brought `joined` by then is given up and retried. */
 const JOIN_TIMEOUT_MS = 10_000;
+/** A join that lasted this long resets the backoff. */
+const STABLE_MS = 30_000;
 
 /** @type {Source[]} */
 const SOURCE_ORDER = ["camera", "microphone", "screen"];
@@ -182,6 +184,10 @@ class Session {
     this.retryAfter = null;
     /** @type {string | null} a final server error code */
     this.error = null;
+    /** @type {number | null} when `joined` came (Date.now()) */
+    this.joinedAt = null;
+    /** Whether media ever connected: then a later failure is a fresh start, no backoff. */
+    this.mediaConnected = false;
     /** Server messages are handled one at a time, in order (offers are async). */
     this.inbox = Promise.resolve();
     this.joinTimer = setTimeout(() => this.abandon("no joined in time"), JOIN_TIMEOUT_MS);
@@ -280,6 +286,7 @@ class Session {
   onJoined(msg) {
     clearTimeout(this.joinTimer);
     this.peerId = msg.peer_id;
+    this.joinedAt = Date.now();
     // Always pass the list, even empty (docs/protocol.md, "joined").
     const pc = new RTCPeerConnection({
       iceServers: msg.ice_servers ?? [],
@@ -290,6 +297,10 @@ class Session {
     pc.addEventListener("connectionstatechange", () => {
       if (this.closed || this.abandoned) return;
       this.owner.emit("connection-state", pc.connectionState);
+      if (pc.connectionState === "connected") {
+        this.mediaConnected = true;
+        this.owner.failures = 0;
+      }
       // The server has no ICE restart: a failed media connection is a rejoin.
       if (pc.connectionState === "failed") this.abandon("media connection failed");
     });
@@ -431,7 +442,6 @@ export class KaamosClient extends EventTarget {
     this.session = null;
     this.failures = 0;
     this.redirects = 0;
-    this.everJoined = false;
     this.finished = false;
     this.leaving = false;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
@@ -570,8 +580,6 @@ export class KaamosClient extends EventTarget {
    */
   onJoined(session, msg) {
     if (session !== this.session) return;
-    this.failures = 0;
-    this.everJoined = true;
     this.emit("joined", msg);
     this.emit("state", { state: "connected" });
     // A rejoin is a new peer for the server: tell it again what is muted.
@@ -595,11 +603,13 @@ export class KaamosClient extends EventTarget {
       this.session = new Session(this, session.redirect);
       return;
     }
+    // A call that went well for a while starts its backoff afresh.
+    if (session.joinedAt !== null && Date.now() - session.joinedAt > STABLE_MS) this.failures = 0;
     let delay;
     if (session.retryAfter !== null) {
       delay = session.retryAfter * 1000 + Math.round(Math.random() * 1000);
-    } else if (session.abandoned && session.peerId) {
-      delay = 0; // we were in the call a moment ago: straight back
+    } else if (session.abandoned && session.mediaConnected) {
+      delay = 0; // media flowed a moment ago (a rejoin, a connection that broke): straight back
     } else {
       this.failures += 1;
       delay = backoffMs(this.failures);
