@@ -167,6 +167,7 @@ function teardown() {
   stage.clear();
   peers.clear();
   ui.notice.hidden = true;
+  ui.nameButton.hidden = true;
   for (const b of [ui.mic, ui.cam, ui.screen, ui.leave]) b.disabled = true;
 }
 

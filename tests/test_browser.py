@@ -179,12 +179,21 @@ async def wait_tiles_playing(page: Any, count: int) -> None:
     )
 
 
+# Visible buttons smaller than a fingertip (48x48 CSS px).
+SMALL_BUTTONS_JS = """() => [...document.querySelectorAll("button")]
+  .filter((b) => b.offsetParent !== null)
+  .filter((b) => b.clientWidth < 48 || b.clientHeight < 48)
+  .map((b) => b.id || b.textContent)"""
+
+
 async def screenshots(page: Any, participants: int) -> None:
     """Save the page at phone and laptop sizes into test-artifacts/."""
     ARTIFACTS.mkdir(exist_ok=True)
     for width, height in ((360, 740), (1440, 900)):
         await page.set_viewport_size({"width": width, "height": height})
         await page.wait_for_timeout(300)  # the resize observer and the video re-layout
+        small = await page.evaluate(SMALL_BUTTONS_JS)
+        assert not small, f"buttons under 48x48 px at {width}x{height}: {small}"
         await page.screenshot(path=ARTIFACTS / f"chromium-{participants}p-{width}x{height}.png")
     await page.set_viewport_size({"width": 1280, "height": 720})
 
@@ -227,6 +236,36 @@ async def test_four_fill_the_grid_and_a_fifth_sees_room_full(
     await fifth.screenshot(path=ARTIFACTS / "chromium-room-full.png")
     for log in logs:
         log.assert_clean()
+
+
+async def test_screen_share_shows_as_its_own_tile(server: Server, open_page: OpenPage) -> None:
+    """Share screen adds a tile playing the screen on the other page, next to the camera;
+    stopping it removes that tile and the camera stays."""
+    url = f"{server.base_url}/room/{await server.create_room()}"
+    log_a, log_b = PageLog(), PageLog()
+    a = await join(open_page, url, "Alice", log_a)
+    b = await join(open_page, url, "Bob", log_b)
+    b_id = await peer_id(b)
+    await wait_tiles_playing(a, 1)
+
+    await b.click("#screen")
+    screen = f'.tile[data-screen-of="{b_id}"]'
+    await a.wait_for_function(
+        "(s) => document.querySelector(s + ' video')?.videoWidth > 0", arg=screen
+    )
+    assert await a.text_content(f"{screen} .name") == "Bob: screen"
+    assert await a.get_attribute("#grid", "data-layout") == "grid"
+    assert await b.get_attribute("#screen", "aria-pressed") == "true"
+    assert await b.evaluate("window.kaamos.client.publishing") == [
+        "camera", "microphone", "screen"
+    ]  # fmt: skip
+
+    await b.click("#screen")
+    await a.wait_for_selector(screen, state="detached")
+    await wait_tiles_playing(a, 1)
+    assert await a.get_attribute("#grid", "data-layout") == "pip"
+    log_a.assert_clean()
+    log_b.assert_clean()
 
 
 async def test_reused_mline_shows_the_new_peer(server: Server, open_page: OpenPage) -> None:
@@ -299,6 +338,13 @@ async def test_dropped_socket_and_server_shutdown_reconnect(
     await a.wait_for_selector(f'.tile[data-peer-id="{b_id}"]')
     await wait_media_flowing(a, b, "video/VP8")
     assert await b.evaluate("window.loadedOnce") is True
+
+    # The camera is unplugged (its track ends): the call goes on without it.
+    await b.evaluate("window.kaamos.localTracks.camera.dispatchEvent(new Event('ended'))")
+    await a.wait_for_selector(f'.tile[data-peer-id="{b_id}"][data-cam-muted="true"] .avatar')
+    assert await b.evaluate("window.kaamos.client.publishing") == ["microphone"]
+    assert "camera was disconnected" in (await b.text_content("#notice") or "")
+    assert await b.get_attribute("body", "data-state") == "connected"
     log_a.assert_clean()
     log_b.assert_clean()
 
