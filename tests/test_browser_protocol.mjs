@@ -194,3 +194,55 @@ test("a dropped socket reconnects with growing backoff", async () => {
     assert.ok(delays[0] <= 625 && delays[1] >= 750 && delays[1] <= 1250 && delays[2] >= 1500, delays);
   });
 });
+
+/** Fake RTCPeerConnection: only what a session touches before an offer. */
+class FakePeerConnection {
+  /** @type {FakePeerConnection[]} */
+  static all = [];
+  constructor() {
+    this.connectionState = "new";
+    this.listeners = {};
+    this.closed = false;
+    FakePeerConnection.all.push(this);
+  }
+  addEventListener(type, fn) {
+    (this.listeners[type] ??= []).push(fn);
+  }
+  set(state) {
+    this.connectionState = state;
+    for (const fn of this.listeners.connectionstatechange ?? []) fn({});
+  }
+  close() {
+    this.closed = true;
+  }
+}
+
+test("a media connection that fails after working is a rejoin at once (no ICE restart)", async () => {
+  const saved = globalThis.RTCPeerConnection;
+  globalThis.RTCPeerConnection = FakePeerConnection;
+  try {
+    await withFakes({ room_id: ROOM }, async ({ delays, runTimers }) => {
+      const { client } = newClient();
+      client.connect();
+      await settle();
+      const ws = FakeSocket.all[0];
+      let closedWith = null;
+      ws.close = (code) => (closedWith = code);
+      ws.open();
+      ws.message({ type: "joined", peer_id: "Pp1", room_id: ROOM, peers: [], ice_servers: [] });
+      await settle();
+      const pc = FakePeerConnection.all.at(-1);
+      pc.set("connected");
+      pc.set("failed");
+      await settle();
+      assert.equal(closedWith, 4000);
+      assert.ok(pc.closed);
+      assert.deepEqual(delays, [0]);
+      runTimers();
+      await settle();
+      assert.equal(FakeSocket.all.length, 2);
+    });
+  } finally {
+    globalThis.RTCPeerConnection = saved;
+  }
+});
