@@ -268,6 +268,44 @@ async def test_screen_share_shows_as_its_own_tile(server: Server, open_page: Ope
     log_b.assert_clean()
 
 
+async def test_name_is_asked_once_remembered_and_editable(
+    server: Server, open_page: OpenPage, tmp_path: Path
+) -> None:
+    """Without a name the page asks for one and remembers it; the next visit joins at
+    once; a new name from the top bar rejoins under it. The status banner fades once
+    connected, and Copy link puts the room link on the clipboard."""
+    url = f"{server.base_url}/room/{await server.create_room()}"
+    log_a, log_n = PageLog(), PageLog()
+    a = await join(open_page, url, "Alice", log_a)
+    async with chromium(tmp_path / "named") as ctx:
+        n = await open_page(url, log_n, context=ctx)
+        await n.fill("#name-input", "  Nina  ")
+        await n.click('#name-form button[type="submit"]')
+        await n.wait_for_selector('body[data-state="connected"]')
+        assert await n.evaluate("localStorage.getItem('kaamos.name')") == "Nina"
+        await a.wait_for_selector('.tile .name:text-is("Nina")')
+        await n.wait_for_selector("body.calm")
+
+        await n.reload()
+        await n.wait_for_selector('body[data-state="connected"]')
+        assert await n.is_hidden("#name-form")
+        old_id = await peer_id(n)
+        await n.click("#name-button")
+        await n.fill("#name-input", "Nina K")
+        await n.press("#name-input", "Enter")
+        await rejoined(n, old_id)
+        await a.wait_for_selector('.tile .name:text-is("Nina K")')
+        await a.wait_for_selector('.tile .name:text-is("Nina")', state="detached")
+        assert await n.text_content("#name-button") == "Nina K"
+
+        await ctx.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.base_url)
+        await n.click("#copy-link")
+        await n.wait_for_selector("#toast:text-is('Link copied')")
+        assert await n.evaluate("navigator.clipboard.readText()") == url
+    log_a.assert_clean()
+    log_n.assert_clean()
+
+
 async def test_reused_mline_shows_the_new_peer(server: Server, open_page: OpenPage) -> None:
     """When a peer leaves and another joins, the newcomer's media arrives on the m-lines the
     first one freed, and the page plays it in the newcomer's tile."""
