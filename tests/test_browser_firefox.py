@@ -70,18 +70,29 @@ async def chromium_page(context: Any, url: str, log: PageLog) -> Any:
     return page
 
 
+@pytest.mark.parametrize("firefox_first", [False, True], ids=["chromium-first", "firefox-first"])
 async def test_chromium_and_firefox_see_and_hear_each_other(
-    server: Server, chromium_context: Any, firefox_page: FirefoxPage, firefox_log: PageLog
+    server: Server,
+    chromium_context: Any,
+    firefox_page: FirefoxPage,
+    firefox_log: PageLog,
+    firefox_first: bool,
 ) -> None:
-    """Chromium and Firefox in one room: each decodes the other's VP8 video and receives
-    its audio, and shows it in the other's tile. Screenshots of Firefox go to
-    test-artifacts/."""
+    """Chromium and Firefox in one room, either joining first: each decodes the other's VP8
+    video and receives its audio, and shows it in the other's tile. Screenshots of Firefox
+    go to test-artifacts/."""
     url = f"{server.base_url}/room/{await server.create_room()}"
     log = PageLog()
-    c = await chromium_page(chromium_context, f"{url}?name=Chromium", log)
     f = firefox_page
-    await f.goto(f"{url}?name=Firefox")
-    await f.wait_for_selector('body[data-state="connected"]')
+    if firefox_first:
+        await f.goto(f"{url}?name=Firefox")
+        await f.wait_for_selector('body[data-state="connected"]')
+    c = await chromium_page(chromium_context, f"{url}?name=Chromium", log)
+    if not firefox_first:
+        await f.goto(f"{url}?name=Firefox")
+        await f.wait_for_selector('body[data-state="connected"]')
+    for page in (c, f):
+        await page.wait_for_selector(".tile[data-peer-id]")
     ids = {p: await p.evaluate("window.kaamos.client.peerId") for p in (c, f)}
     for page, other, name in ((c, f, "Firefox"), (f, c, "Chromium")):
         tile = f'.tile[data-peer-id="{ids[other]}"]'
