@@ -432,7 +432,9 @@ function wire(c) {
   c.addEventListener("state", (e) => {
     const { state, retryInMs } = /** @type {CustomEvent<CallState>} */ (e).detail;
     if (c.lastCloseCode !== null) document.body.dataset.closeCode = String(c.lastCloseCode);
-    if (state === "reconnecting") {
+    if (state === "reconnecting" && !c.everJoined) {
+      setState("connecting", t("connecting"));
+    } else if (state === "reconnecting") {
       const s = Math.round((retryInMs ?? 0) / 1000);
       setState("reconnecting", s >= 1 ? t("reconnectingIn", { s }) : t("reconnecting"));
     } else if (state === "connecting") {

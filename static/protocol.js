@@ -86,6 +86,7 @@
  * @property {LocalTracks} localTracks  The tracks to publish; their keys become `publish`.
  * @property {{protocol: string, host: string}} [location]  Defaults to globalThis.location.
  * @property {number} [maxAttempts]  failed attempts in a row before giving up (UNREACHABLE)
+ * @property {number} [maxFirstAttempts]  the same before the first join
  */
 
 /** Close codes after which a client must not reconnect (docs/protocol.md, "Close codes"). */
@@ -115,6 +116,14 @@ export function signalingUrl(loc, roomId) {
 }
 
 /**
+ * @param {unknown} url
+ * @returns {url is string} whether `url` is a ws:// or wss:// URL a WebSocket can open
+ */
+function isSocketUrl(url) {
+  return typeof url === "string" && /^wss?:\/\/[^/\s]+/.test(url);
+}
+
+/**
  * Ask the server where to signal for a room (contract C3 in docs/protocol.md). The
  * answer's `signaling_url` wins; without it, the same-origin URL. A 4xx with an error
  * code is final (no such room, expired); anything else (network down, 5xx) throws, and
@@ -131,8 +140,7 @@ export async function lookupRoom(loc, roomId, fetchFn = fetch) {
   const body = await response.json().catch(() => null);
   if (response.ok) {
     const given = body?.signaling_url;
-    const valid = typeof given === "string" && /^wss?:\/\//.test(given);
-    return { signalingUrl: valid ? given : signalingUrl(loc, roomId) };
+    return { signalingUrl: isSocketUrl(given) ? given : signalingUrl(loc, roomId) };
   }
   const code = body?.error?.code;
   if (response.status < 500 && typeof code === "string") return { error: code };
@@ -273,7 +281,7 @@ class Session {
   /** @param {any} msg */
   onError(msg) {
     const code = String(msg.code);
-    if (code === "WRONG_NODE" && typeof msg.signaling_url === "string") {
+    if (code === "WRONG_NODE" && isSocketUrl(msg.signaling_url)) {
       this.redirect = msg.signaling_url;
     } else if (FINAL_ERRORS.has(code)) {
       this.error = code;
@@ -436,6 +444,9 @@ export class KaamosClient extends EventTarget {
     this.localTracks = { ...options.localTracks };
     this.location = options.location ?? globalThis.location;
     this.maxAttempts = options.maxAttempts ?? 30;
+    // Someone opening the link should not wait minutes to learn the server is unreachable.
+    this.maxFirstAttempts = options.maxFirstAttempts ?? 4;
+    this.everJoined = false;
     /** @type {{camera: boolean, microphone: boolean}} */
     this.muted = { camera: false, microphone: false };
     /** @type {Session | null} */
@@ -580,6 +591,7 @@ export class KaamosClient extends EventTarget {
    */
   onJoined(session, msg) {
     if (session !== this.session) return;
+    this.everJoined = true;
     this.emit("joined", msg);
     this.emit("state", { state: "connected" });
     // A rejoin is a new peer for the server: tell it again what is muted.
@@ -614,7 +626,9 @@ export class KaamosClient extends EventTarget {
       this.failures += 1;
       delay = backoffMs(this.failures);
     }
-    if (this.failures >= this.maxAttempts) return this.end("UNREACHABLE");
+    if (this.failures >= (this.everJoined ? this.maxAttempts : this.maxFirstAttempts)) {
+      return this.end("UNREACHABLE");
+    }
     this.emit("state", { state: "reconnecting", retryInMs: delay, attempt: this.failures });
     this.retryTimer = setTimeout(() => this.attempt(), delay);
   }

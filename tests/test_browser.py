@@ -435,6 +435,33 @@ async def test_wrong_node_redirect_is_followed(server: Server, open_page: OpenPa
         await runner.cleanup()
 
 
+async def test_unreachable_signaling_shows_a_page_after_a_few_tries(
+    server: Server, open_page: OpenPage
+) -> None:
+    """Every WebSocket dies before `joined` (a node that cannot be reached): after four
+    tries with backoff the page says the server cannot be reached, offers Try again, and
+    the camera is off."""
+    room_id = await server.create_room()
+    log = PageLog()
+    tries: list[float] = []
+
+    async def refuse(ws: Any) -> None:
+        tries.append(time.monotonic())
+        await ws.close(code=1011, reason="unreachable")
+
+    page = await open_page("about:blank", log)
+    await page.route_web_socket(f"**/ws/{room_id}", refuse)
+    await page.goto(f"{server.base_url}/room/{room_id}?name=Ulla")
+    await page.wait_for_selector('body[data-state="error"][data-error-code="UNREACHABLE"]')
+    assert len(tries) == 4
+    assert tries[-1] - tries[0] >= 0.375 + 0.75 + 1.5  # the shortest backoffs
+    assert "cannot be reached" in (await page.text_content("#message-text") or "")
+    assert await page.is_visible('#message-actions button:has-text("Try again")')
+    states = await page.evaluate("Object.values(window.kaamos.localTracks).map(t => t.readyState)")
+    assert states == ["ended", "ended"]
+    log.assert_clean()
+
+
 async def test_permission_denied_joins_with_what_is_available(
     server: Server, open_page: OpenPage, tmp_path: Path
 ) -> None:

@@ -179,9 +179,9 @@ test("final refusals end the call without reconnecting", async () => {
   }
 });
 
-test("a dropped socket reconnects with growing backoff", async () => {
+test("a dropped socket reconnects with growing backoff, then gives up", async () => {
   await withFakes({ room_id: ROOM }, async ({ delays, runTimers }) => {
-    const { client } = newClient();
+    const { client, events } = newClient();
     client.connect();
     await settle();
     for (let i = 0; i < 3; i++) {
@@ -192,6 +192,10 @@ test("a dropped socket reconnects with growing backoff", async () => {
     }
     assert.equal(FakeSocket.all.length, 4);
     assert.ok(delays[0] <= 625 && delays[1] >= 750 && delays[1] <= 1250 && delays[2] >= 1500, delays);
+    // Never in the call: the fourth failure in a row gives up.
+    FakeSocket.all.at(-1).closeWith(1006);
+    await settle();
+    assert.deepEqual(events.at(-1), ["closed", { code: 1006, error: "UNREACHABLE" }]);
   });
 });
 
