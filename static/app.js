@@ -1,82 +1,22 @@
-// The room page: asks the name, captures camera and microphone, and shows one tile per
-// remote peer. All signaling lives in protocol.js; this file only touches the DOM.
+// The room page: checks the room, asks the name, captures camera and microphone, and shows
+// the call. Signaling lives in protocol.js, tiles in tiles.js; this file is the page flow.
 
-import { KaamosClient } from "./protocol.js";
+import { KaamosClient, lookupRoom } from "./protocol.js";
+import { hasString, lang, t } from "./strings.js";
+import { Stage } from "./tiles.js";
 
 /** @typedef {import("./protocol.js").PeerInfo} PeerInfo */
 /** @typedef {import("./protocol.js").RemoteTrack} RemoteTrack */
 /** @typedef {import("./protocol.js").LocalTracks} LocalTracks */
-/** @typedef {"connecting" | "connected" | "error" | "ended"} PageState */
+/** @typedef {import("./protocol.js").CallState} CallState */
+/** @typedef {import("./protocol.js").Closed} Closed */
+/** @typedef {import("./strings.js").StringKey} StringKey */
+/** @typedef {"connecting" | "connected" | "reconnecting" | "media" | "error" | "ended"} PageState */
+/** @typedef {{label: StringKey, onClick: () => void, primary?: boolean}} Action */
 
 const ROOM_ID_RE = /^[A-Za-z0-9]{10}$/;
 const NAME_KEY = "kaamos.name";
-
-const STRINGS = {
-  en: {
-    mic: "Microphone",
-    camera: "Camera",
-    leave: "Leave",
-    yourName: "Your name",
-    join: "Join",
-    connecting: "Connecting…",
-    askingMedia: "Asking for camera and microphone…",
-    alone: "You are the only one here. Waiting for others…",
-    inCall: "In the call: {n}",
-    mediaFailed: "Media connection failed",
-    micOnly: "No camera: the others will only hear you.",
-    receiveOnly: "No camera or microphone: you can only watch and listen.",
-    errorTitle: "Cannot join the call",
-    ROOM_NOT_FOUND: "This room does not exist. Ask the bot for a new link.",
-    ROOM_EXPIRED: "This room has expired. Ask the bot for a new link.",
-    ROOM_FULL: "This room is full. Try again later.",
-    INVALID_ROOM_ID: "This link is not valid. Check that it was copied in full.",
-    DISCONNECTED: "The connection to the server was lost.",
-    UNKNOWN: "The server refused the connection ({code}).",
-    CLIENT_ERROR: "Something went wrong on this page. Try reloading it.",
-    endedTitle: "Call ended",
-    left: "You left the call.",
-    roomEnded: "The call was ended.",
-    you: "You",
-  },
-  ru: {
-    mic: "Микрофон",
-    camera: "Камера",
-    leave: "Выйти",
-    yourName: "Ваше имя",
-    join: "Войти",
-    connecting: "Подключение…",
-    askingMedia: "Запрашиваем доступ к камере и микрофону…",
-    alone: "Вы здесь одни. Ждём остальных…",
-    inCall: "В звонке: {n}",
-    mediaFailed: "Не удалось установить медиасоединение",
-    micOnly: "Камера недоступна: вас будут только слышать.",
-    receiveOnly: "Нет камеры и микрофона: вы можете только смотреть и слушать.",
-    errorTitle: "Не удалось войти в звонок",
-    ROOM_NOT_FOUND: "Такой комнаты нет. Попросите у бота новую ссылку.",
-    ROOM_EXPIRED: "Срок действия комнаты истёк. Попросите у бота новую ссылку.",
-    ROOM_FULL: "Комната заполнена. Попробуйте позже.",
-    INVALID_ROOM_ID: "Неверная ссылка. Проверьте, что она скопирована целиком.",
-    DISCONNECTED: "Соединение с сервером потеряно.",
-    UNKNOWN: "Сервер отказал в подключении ({code}).",
-    CLIENT_ERROR: "Что-то пошло не так на странице. Попробуйте её перезагрузить.",
-    endedTitle: "Звонок завершён",
-    left: "Вы вышли из звонка.",
-    roomEnded: "Звонок завершён.",
-    you: "Вы",
-  },
-};
-
-const lang = (navigator.language || "en").toLowerCase().startsWith("ru") ? "ru" : "en";
-/** @typedef {keyof typeof STRINGS.en} StringKey */
-
-/**
- * @param {StringKey} key
- * @param {Object<string, string | number>} [vars]
- * @returns {string}
- */
-function t(key, vars = {}) {
-  return STRINGS[lang][key].replace(/\{(\w+)\}/g, (_, k) => String(vars[k] ?? ""));
-}
+const CALM_AFTER_MS = 3000;
 
 /**
  * @template {HTMLElement} T
@@ -89,19 +29,23 @@ function $(id) {
 
 const ui = {
   status: $("status"),
-  grid: $("grid"),
+  nameButton: /** @type {HTMLButtonElement} */ ($("name-button")),
   notice: $("notice"),
-  selfView: /** @type {HTMLVideoElement} */ ($("self-view")),
+  toast: $("toast"),
   mic: /** @type {HTMLButtonElement} */ ($("mic")),
   cam: /** @type {HTMLButtonElement} */ ($("cam")),
+  screen: /** @type {HTMLButtonElement} */ ($("screen")),
+  copyLink: /** @type {HTMLButtonElement} */ ($("copy-link")),
   leave: /** @type {HTMLButtonElement} */ ($("leave")),
   nameForm: /** @type {HTMLFormElement} */ ($("name-form")),
   nameInput: /** @type {HTMLInputElement} */ ($("name-input")),
   message: $("message"),
   messageTitle: $("message-title"),
   messageText: $("message-text"),
-  tileTemplate: /** @type {HTMLTemplateElement} */ ($("tile-template")),
+  messageActions: $("message-actions"),
 };
+
+const stage = new Stage($("grid"), /** @type {HTMLTemplateElement} */ ($("tile-template")), $("self"));
 
 /** @type {KaamosClient | null} */
 let client = null;
@@ -109,11 +53,14 @@ let client = null;
 let localTracks = {};
 /** @type {Map<string, PeerInfo>} */
 const peers = new Map();
-let leaving = false;
-/** @type {string | null} */
-let errorCode = null;
+let name = "";
+let over = false;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let calmTimer;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let toastTimer;
 
-// For tests and debugging: window.kaamos.pc is the RTCPeerConnection.
+// For tests and debugging: window.kaamos.pc is the current RTCPeerConnection.
 Object.defineProperty(window, "kaamos", {
   value: Object.freeze({
     get client() {
@@ -122,208 +69,203 @@ Object.defineProperty(window, "kaamos", {
     get pc() {
       return client?.pc ?? null;
     },
+    get localTracks() {
+      return localTracks;
+    },
   }),
 });
 
 // ---- page state -------------------------------------------------------------------
 
 /**
+ * The status banner; it fades a few seconds after the call is connected and well.
  * @param {PageState} state
- * @param {string} [text]
+ * @param {string} text
  */
 function setState(state, text) {
   document.body.dataset.state = state;
-  if (text !== undefined) ui.status.textContent = text;
+  ui.status.textContent = text;
+  document.body.classList.remove("calm");
+  clearTimeout(calmTimer);
+  if (state === "connected") {
+    calmTimer = setTimeout(() => document.body.classList.add("calm"), CALM_AFTER_MS);
+  }
 }
 
 function updatePresence() {
   if (document.body.dataset.state !== "connected") return;
-  ui.status.textContent = peers.size === 0 ? t("alone") : t("inCall", { n: peers.size + 1 });
+  const text = peers.size === 0 ? t("alone") : t("inCall", { n: peers.size + 1 });
+  if (ui.status.textContent !== text) setState("connected", text);
 }
 
 /**
  * @param {string} title
  * @param {string} text
+ * @param {Action[]} [actions]
  */
-function showMessage(title, text) {
+function showMessage(title, text, actions = []) {
   ui.messageTitle.textContent = title;
   ui.messageText.textContent = text;
+  ui.messageActions.replaceChildren(
+    ...actions.map((a) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = t(a.label);
+      b.className = a.primary ? "primary" : "secondary";
+      b.addEventListener("click", a.onClick);
+      return b;
+    }),
+  );
   ui.message.hidden = false;
+  /** @type {HTMLElement | null} */ (ui.messageActions.querySelector("button"))?.focus();
+}
+
+/** @param {string} text */
+function notice(text) {
+  ui.notice.textContent = text;
+  ui.notice.hidden = false;
+}
+
+/** @param {string} text */
+function toast(text) {
+  ui.toast.textContent = text;
+  ui.toast.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => (ui.toast.hidden = true), 4000);
 }
 
 /** @param {string} code */
 function fail(code) {
-  errorCode = code;
   document.body.dataset.errorCode = code;
-  const known = /** @type {StringKey[]} */ ([
-    "ROOM_NOT_FOUND",
-    "ROOM_EXPIRED",
-    "ROOM_FULL",
-    "INVALID_ROOM_ID",
-    "DISCONNECTED",
-    "CLIENT_ERROR",
-  ]);
-  const text = known.includes(/** @type {StringKey} */ (code))
-    ? t(/** @type {StringKey} */ (code))
-    : t("UNKNOWN", { code });
+  const text = hasString(code) ? t(code) : t("UNKNOWN", { code });
+  /** @type {Action[]} */
+  const actions =
+    code === "ROOM_FULL" || code === "UNREACHABLE" || code === "CLIENT_ERROR"
+      ? [{ label: "tryAgain", onClick: () => location.reload(), primary: true }]
+      : [];
   setState("error", t("errorTitle"));
-  showMessage(t("errorTitle"), text);
+  showMessage(t("errorTitle"), text, actions);
   teardown();
 }
 
-/** @param {string} text */
-function end(text) {
+/**
+ * @param {string} text
+ * @param {boolean} canRejoin
+ */
+function end(text, canRejoin) {
   setState("ended", t("endedTitle"));
-  showMessage(t("endedTitle"), text);
+  const actions = canRejoin ? [{ label: /** @type {StringKey} */ ("rejoin"), onClick: () => location.reload(), primary: true }] : [];
+  showMessage(t("endedTitle"), text, actions);
   teardown();
 }
 
-/** Stop every local track and clear the call from the page. */
+/** Stop every local track (camera light off) and clear the call from the page. */
 function teardown() {
+  over = true;
   for (const track of Object.values(localTracks)) track?.stop();
-  ui.selfView.srcObject = null;
-  ui.selfView.hidden = true;
-  for (const id of [...peers.keys()]) removeTile(id);
+  stage.hideSelf();
+  stage.clear();
   peers.clear();
-  for (const b of [ui.mic, ui.cam, ui.leave]) b.disabled = true;
+  ui.notice.hidden = true;
+  ui.nameButton.hidden = true;
+  for (const b of [ui.mic, ui.cam, ui.screen, ui.leave]) b.disabled = true;
 }
 
-// ---- tiles --------------------------------------------------------------------------
+// ---- local media ----------------------------------------------------------------------
 
 /**
- * @param {string} peerId
- * @returns {HTMLElement | null}
+ * @param {unknown} err
+ * @returns {boolean} whether the user or a policy refused access (not "no device")
  */
-function tileOf(peerId) {
-  return ui.grid.querySelector(`.tile[data-peer-id="${CSS.escape(peerId)}"]`);
+function isDenied(err) {
+  const n = err instanceof Error || err instanceof DOMException ? err.name : "";
+  return n === "NotAllowedError" || n === "SecurityError" || n === "PermissionDeniedError";
 }
 
 /**
- * The tile of a peer, made on first use (a track may arrive before its peer-joined).
- * @param {string} peerId
- * @returns {HTMLElement}
- */
-function ensureTile(peerId) {
-  let tile = tileOf(peerId);
-  if (tile) return tile;
-  const fragment = /** @type {DocumentFragment} */ (ui.tileTemplate.content.cloneNode(true));
-  tile = /** @type {HTMLElement} */ (fragment.firstElementChild);
-  tile.dataset.peerId = peerId;
-  const video = /** @type {HTMLVideoElement} */ (tile.querySelector("video"));
-  const frameTile = tile;
-  video.addEventListener("resize", () => {
-    if (video.videoWidth && video.videoHeight) {
-      frameTile.style.setProperty("--aspect", String(video.videoWidth / video.videoHeight));
-    }
-  });
-  ui.grid.append(tile);
-  ui.grid.dataset.count = String(ui.grid.children.length);
-  return tile;
-}
-
-/** @param {PeerInfo} peer */
-function renderPeer(peer) {
-  const tile = ensureTile(peer.peer_id);
-  const nameEl = /** @type {HTMLElement} */ (tile.querySelector(".name"));
-  nameEl.textContent = peer.name;
-  const avatar = /** @type {HTMLElement} */ (tile.querySelector(".avatar"));
-  avatar.textContent = [...peer.name.trim()][0]?.toUpperCase() ?? "?";
-  tile.dataset.camMuted = String(peer.muted.camera || !peer.sources.includes("camera"));
-  tile.dataset.micMuted = String(peer.muted.microphone || !peer.sources.includes("microphone"));
-  const micIcon = /** @type {SVGElement} */ (tile.querySelector(".muted-mic"));
-  micIcon.toggleAttribute("hidden", tile.dataset.micMuted !== "true");
-}
-
-/** @param {string} peerId */
-function removeTile(peerId) {
-  const tile = tileOf(peerId);
-  if (!tile) return;
-  const video = /** @type {HTMLVideoElement} */ (tile.querySelector("video"));
-  video.srcObject = null;
-  tile.remove();
-  ui.grid.dataset.count = String(ui.grid.children.length);
-}
-
-/**
- * Tracks shown in each tile, by source; the tile's video element plays them all.
- * @type {Map<string, Map<string, MediaStreamTrack>>}
- */
-const tileTracks = new Map();
-
-/** @param {string} peerId */
-function refreshMedia(peerId) {
-  const tile = tileOf(peerId);
-  if (!tile) return;
-  const tracks = tileTracks.get(peerId) ?? new Map();
-  const video = /** @type {HTMLVideoElement} */ (tile.querySelector("video"));
-  const list = [tracks.get("camera"), tracks.get("microphone")].filter((x) => x !== undefined);
-  tile.dataset.hasVideo = String(tracks.has("camera"));
-  video.srcObject = list.length ? new MediaStream(/** @type {MediaStreamTrack[]} */ (list)) : null;
-  if (list.length) play(video);
-}
-
-/**
- * Start playback; if the browser blocks sound without a user gesture, play muted and
- * turn the sound on at the first click or key press.
- * @param {HTMLVideoElement} video
- */
-function play(video) {
-  video.play().catch((err) => {
-    if (err.name !== "NotAllowedError") return;
-    video.muted = true;
-    video.play().catch(() => {});
-    const unmute = () => {
-      video.muted = false;
-      video.play().catch(() => {});
-    };
-    document.addEventListener("pointerdown", unmute, { once: true });
-    document.addEventListener("keydown", unmute, { once: true });
-  });
-}
-
-/** @param {RemoteTrack} rt */
-function addRemoteTrack(rt) {
-  performance.mark(`kaamos:track-${rt.source}`);
-  if (rt.source === "screen") return; // Screen share display is a later issue.
-  ensureTile(rt.peer_id);
-  const tracks = tileTracks.get(rt.peer_id) ?? new Map();
-  tracks.set(rt.source, rt.track);
-  tileTracks.set(rt.peer_id, tracks);
-  refreshMedia(rt.peer_id);
-}
-
-/** @param {RemoteTrack} rt */
-function removeRemoteTrack(rt) {
-  const tracks = tileTracks.get(rt.peer_id);
-  if (!tracks || tracks.get(rt.source) !== rt.track) return;
-  tracks.delete(rt.source);
-  refreshMedia(rt.peer_id);
-}
-
-// ---- local media and controls -------------------------------------------------------
-
-/**
- * Camera and microphone, else microphone only, else nothing (receive only).
- * @returns {Promise<LocalTracks>}
+ * Camera and microphone; else what of them can be had. Reports what was refused.
+ * @returns {Promise<{tracks: LocalTracks, denied: {camera: boolean, microphone: boolean}}>}
  */
 async function captureMedia() {
+  const denied = { camera: false, microphone: false };
   const md = navigator.mediaDevices;
-  if (!md?.getUserMedia) return {};
+  if (!md?.getUserMedia) return { tracks: {}, denied };
   const audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
   const video = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { max: 30 } };
-  for (const constraints of [{ audio, video }, { audio }]) {
+  try {
+    const stream = await md.getUserMedia({ audio, video });
+    return { tracks: { camera: stream.getVideoTracks()[0], microphone: stream.getAudioTracks()[0] }, denied };
+  } catch (err) {
+    console.info("kaamos: camera and microphone:", err);
+  }
+  /** @type {LocalTracks} */
+  const tracks = {};
+  for (const [source, constraints] of /** @type {const} */ ([
+    ["microphone", { audio }],
+    ["camera", { video }],
+  ])) {
     try {
       const stream = await md.getUserMedia(constraints);
-      return {
-        camera: stream.getVideoTracks()[0],
-        microphone: stream.getAudioTracks()[0],
-      };
+      tracks[source] = stream.getTracks()[0];
     } catch (err) {
-      console.info("kaamos: getUserMedia", constraints, "failed:", err);
+      console.info(`kaamos: ${source}:`, err);
+      denied[source] = isDenied(err);
     }
   }
-  return {};
+  return { tracks, denied };
 }
+
+/**
+ * Capture; when access was refused, say what to do and let the user try again or join
+ * with what there is.
+ * @returns {Promise<LocalTracks>}
+ */
+async function acquireMedia() {
+  for (;;) {
+    setState("media", t("askingMedia"));
+    const { tracks, denied } = await captureMedia();
+    if (!denied.camera && !denied.microphone) {
+      if (!tracks.camera) notice(tracks.microphone ? t("micOnly") : t("receiveOnly"));
+      return tracks;
+    }
+    const what = denied.camera && denied.microphone ? t("deniedBoth") : denied.camera ? t("deniedCamera") : t("deniedMic");
+    document.body.dataset.errorCode = "MEDIA_DENIED";
+    const retry = await new Promise((resolve) => {
+      showMessage(t("deniedTitle"), t("deniedText", { what }), [
+        { label: "tryAgain", onClick: () => resolve(true) },
+        { label: "joinAnyway", onClick: () => resolve(false), primary: true },
+      ]);
+    });
+    ui.message.hidden = true;
+    delete document.body.dataset.errorCode;
+    if (!retry) {
+      notice(t("deniedNotice", { what }));
+      return tracks;
+    }
+    for (const track of Object.values(tracks)) track?.stop();
+  }
+}
+
+/** A device unplugged mid-call: carry on without it. */
+function watchDevices() {
+  for (const source of /** @type {const} */ (["camera", "microphone"])) {
+    localTracks[source]?.addEventListener("ended", () => {
+      if (over) return;
+      delete localTracks[source];
+      client?.setTrack(source, null);
+      const button = source === "camera" ? ui.cam : ui.mic;
+      button.disabled = true;
+      notice(t("deviceLost", { device: t(source === "camera" ? "cameraWord" : "micWord") }));
+      showSelf();
+    });
+  }
+}
+
+function showSelf() {
+  stage.showSelf(localTracks.camera, client?.muted ?? { camera: false, microphone: false }, Boolean(localTracks.microphone));
+}
+
+// ---- controls ---------------------------------------------------------------------------
 
 /**
  * @param {HTMLButtonElement} button
@@ -336,47 +278,222 @@ function bindToggle(button, source) {
     const muted = button.getAttribute("aria-pressed") !== "true";
     button.setAttribute("aria-pressed", String(muted));
     client.mute(source, muted);
-    if (source === "camera") ui.selfView.classList.toggle("off", muted);
+    showSelf();
   });
 }
 
-// ---- name ---------------------------------------------------------------------------
+async function toggleScreen() {
+  if (!client) return;
+  const current = localTracks.screen;
+  if (current) {
+    current.stop();
+    delete localTracks.screen;
+    ui.screen.setAttribute("aria-pressed", "false");
+    await client.setTrack("screen", null);
+    return;
+  }
+  let track;
+  try {
+    track = (await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { max: 15 } } })).getVideoTracks()[0];
+  } catch (err) {
+    console.info("kaamos: screen share:", err);
+    return;
+  }
+  if (over) return track.stop();
+  localTracks.screen = track;
+  ui.screen.setAttribute("aria-pressed", "true");
+  // The browser's own "stop sharing" ends the track.
+  track.addEventListener("ended", () => {
+    if (localTracks.screen === track) toggleScreen();
+  });
+  await client.setTrack("screen", track);
+}
+
+async function copyLink() {
+  const url = `${location.origin}${location.pathname}`;
+  try {
+    await navigator.clipboard.writeText(url);
+    toast(t("linkCopied"));
+  } catch {
+    // No clipboard API (http page, old browser): show it to copy by hand.
+    toast(t("linkShown", { url }));
+  }
+}
+
+/** M toggles the microphone and V the camera (by key position, so any layout works). */
+function bindShortcuts() {
+  document.addEventListener("keydown", (event) => {
+    const target = /** @type {HTMLElement} */ (event.target);
+    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    if (target.closest("input, textarea, select, [contenteditable]")) return;
+    const button = event.code === "KeyM" ? ui.mic : event.code === "KeyV" ? ui.cam : null;
+    if (button && !button.disabled) {
+      event.preventDefault();
+      button.click();
+    }
+  });
+}
+
+// ---- name -------------------------------------------------------------------------------
+
+/** @returns {string | null} */
+function storedName() {
+  try {
+    return localStorage.getItem(NAME_KEY)?.trim() || null;
+  } catch {
+    return null; // storage disabled: the name is asked every time
+  }
+}
 
 /**
- * The name from ?name=, else the remembered one, else asked once in a form.
+ * Show the name form until a name is given.
+ * @param {string} current
+ * @param {boolean} editing  a cancel button and Escape close it
+ * @returns {Promise<string | null>}  null when cancelled
+ */
+function nameForm(current, editing) {
+  ui.nameInput.value = current;
+  const submit = /** @type {HTMLButtonElement} */ (ui.nameForm.querySelector("button[type=submit]"));
+  submit.textContent = t(editing ? "save" : "join");
+  ui.nameForm.hidden = false;
+  ui.nameInput.focus();
+  ui.nameInput.select();
+  return new Promise((resolve) => {
+    const cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.className = "secondary";
+    cancel.textContent = t("cancel");
+    /** @param {string | null} value */
+    const done = (value) => {
+      ui.nameForm.removeEventListener("submit", onSubmit);
+      ui.nameForm.removeEventListener("keydown", onKey);
+      cancel.remove();
+      ui.nameForm.hidden = true;
+      resolve(value);
+    };
+    /** @param {SubmitEvent} event */
+    const onSubmit = (event) => {
+      event.preventDefault();
+      const value = ui.nameInput.value.trim();
+      if (!value) return;
+      try {
+        localStorage.setItem(NAME_KEY, value);
+      } catch {
+        // Not remembered; nothing else depends on it.
+      }
+      done(value);
+    };
+    /** @param {KeyboardEvent} event */
+    const onKey = (event) => {
+      if (editing && event.key === "Escape") done(null);
+    };
+    if (editing) {
+      cancel.addEventListener("click", () => done(null));
+      ui.nameForm.append(cancel);
+    }
+    ui.nameForm.addEventListener("submit", onSubmit);
+    ui.nameForm.addEventListener("keydown", onKey);
+  });
+}
+
+/**
+ * The name from ?name=, else the remembered one, else asked once.
  * @returns {Promise<string>}
  */
 async function askName() {
   const fromQuery = new URLSearchParams(location.search).get("name")?.trim();
   if (fromQuery && fromQuery.length <= 64) return fromQuery;
-  let stored = null;
-  try {
-    stored = localStorage.getItem(NAME_KEY)?.trim();
-  } catch {
-    // Storage may be disabled; then the name is asked every time.
-  }
+  const stored = storedName();
   if (stored && stored.length <= 64) return stored;
   ui.status.textContent = "";
-  ui.nameForm.hidden = false;
-  ui.nameInput.focus();
-  return new Promise((resolve) => {
-    ui.nameForm.addEventListener("submit", function onSubmit(event) {
-      event.preventDefault();
-      const name = ui.nameInput.value.trim();
-      if (!name) return;
-      ui.nameForm.removeEventListener("submit", onSubmit);
-      ui.nameForm.hidden = true;
-      try {
-        localStorage.setItem(NAME_KEY, name);
-      } catch {
-        // Not remembered; nothing else depends on it.
-      }
-      resolve(name);
-    });
-  });
+  return /** @type {Promise<string>} */ (nameForm("", false));
 }
 
-// ---- main ---------------------------------------------------------------------------
+function showName() {
+  ui.nameButton.textContent = name;
+  const label = t("editName", { name });
+  ui.nameButton.title = label;
+  ui.nameButton.setAttribute("aria-label", label);
+  ui.nameButton.hidden = false;
+}
+
+async function editName() {
+  const value = await nameForm(name, true);
+  if (value === null || value === name || over) return;
+  name = value;
+  showName();
+  client?.rejoin(name);
+}
+
+// ---- the call -----------------------------------------------------------------------------
+
+/** @param {KaamosClient} c */
+function wire(c) {
+  c.addEventListener("state", (e) => {
+    const { state, retryInMs } = /** @type {CustomEvent<CallState>} */ (e).detail;
+    if (c.lastCloseCode !== null) document.body.dataset.closeCode = String(c.lastCloseCode);
+    if (state === "reconnecting" && !c.everJoined) {
+      setState("connecting", t("connecting"));
+    } else if (state === "reconnecting") {
+      const s = Math.round((retryInMs ?? 0) / 1000);
+      setState("reconnecting", s >= 1 ? t("reconnectingIn", { s }) : t("reconnecting"));
+    } else if (state === "connecting") {
+      setState("connecting", t("connecting"));
+    }
+  });
+  c.addEventListener("joined", (e) => {
+    const msg = /** @type {CustomEvent<import("./protocol.js").JoinedMessage>} */ (e).detail;
+    performance.mark("kaamos:joined");
+    // Every join starts from the server's list: after a reconnect the old tiles are stale.
+    stage.clear();
+    peers.clear();
+    for (const peer of msg.peers) {
+      peers.set(peer.peer_id, peer);
+      stage.renderPeer(peer);
+    }
+    ui.leave.disabled = false;
+    ui.screen.disabled = false;
+    setState("connected", "");
+    updatePresence();
+  });
+  c.addEventListener("peer-joined", (e) => {
+    const peer = /** @type {CustomEvent<PeerInfo>} */ (e).detail;
+    peers.set(peer.peer_id, peer);
+    stage.renderPeer(peer);
+    updatePresence();
+  });
+  c.addEventListener("peer-updated", (e) => {
+    const peer = /** @type {CustomEvent<PeerInfo>} */ (e).detail;
+    peers.set(peer.peer_id, peer);
+    stage.renderPeer(peer);
+  });
+  c.addEventListener("peer-left", (e) => {
+    const { peer_id } = /** @type {CustomEvent<{peer_id: string}>} */ (e).detail;
+    peers.delete(peer_id);
+    stage.removePeer(peer_id);
+    updatePresence();
+  });
+  c.addEventListener("track", (e) => {
+    const rt = /** @type {CustomEvent<RemoteTrack>} */ (e).detail;
+    performance.mark(`kaamos:track-${rt.source}`);
+    stage.addTrack(rt, peers.get(rt.peer_id)?.name);
+  });
+  c.addEventListener("track-removed", (e) => stage.removeTrack(/** @type {CustomEvent<RemoteTrack>} */ (e).detail));
+  c.addEventListener("connection-state", (e) => {
+    const state = /** @type {CustomEvent<RTCPeerConnectionState>} */ (e).detail;
+    document.body.dataset.mediaState = state;
+    performance.mark(`kaamos:pc-${state}`);
+    if (state === "failed") setState("reconnecting", t("mediaFailed"));
+  });
+  c.addEventListener("closed", (e) => {
+    const { code, error } = /** @type {CustomEvent<Closed>} */ (e).detail;
+    if (code !== null) document.body.dataset.closeCode = String(code);
+    if (over) return;
+    if (error) fail(error);
+    else if (code === 4001) end(t("roomEnded"), false);
+    else end(t("left"), true);
+  });
+}
 
 function translatePage() {
   document.documentElement.lang = lang;
@@ -384,112 +501,46 @@ function translatePage() {
     const key = /** @type {StringKey} */ (/** @type {HTMLElement} */ (el).dataset.i18n);
     el.textContent = t(key);
   }
-  for (const b of [ui.mic, ui.cam, ui.leave]) {
+  for (const b of [ui.mic, ui.cam, ui.screen, ui.copyLink, ui.leave]) {
     const label = b.querySelector(".label")?.textContent ?? "";
-    b.title = label;
+    const key = b.getAttribute("aria-keyshortcuts");
+    b.title = key ? `${label} (${key})` : label;
     b.setAttribute("aria-label", label);
   }
-}
-
-/** @param {KaamosClient} c */
-function wire(c) {
-  c.addEventListener("joined", (e) => {
-    const msg = /** @type {CustomEvent<import("./protocol.js").JoinedMessage>} */ (e).detail;
-    performance.mark("kaamos:joined");
-    setState("connected");
-    ui.leave.disabled = false;
-    for (const peer of msg.peers) {
-      peers.set(peer.peer_id, peer);
-      renderPeer(peer);
-    }
-    updatePresence();
-  });
-  c.addEventListener("peer-joined", (e) => {
-    const peer = /** @type {CustomEvent<PeerInfo>} */ (e).detail;
-    peers.set(peer.peer_id, peer);
-    renderPeer(peer);
-    updatePresence();
-  });
-  c.addEventListener("peer-updated", (e) => {
-    const peer = /** @type {CustomEvent<PeerInfo>} */ (e).detail;
-    peers.set(peer.peer_id, peer);
-    renderPeer(peer);
-  });
-  c.addEventListener("peer-left", (e) => {
-    const { peer_id } = /** @type {CustomEvent<{peer_id: string}>} */ (e).detail;
-    peers.delete(peer_id);
-    tileTracks.delete(peer_id);
-    removeTile(peer_id);
-    updatePresence();
-  });
-  c.addEventListener("track", (e) => addRemoteTrack(/** @type {CustomEvent<RemoteTrack>} */ (e).detail));
-  c.addEventListener("track-removed", (e) =>
-    removeRemoteTrack(/** @type {CustomEvent<RemoteTrack>} */ (e).detail),
-  );
-  c.addEventListener("connection-state", (e) => {
-    const state = /** @type {CustomEvent<RTCPeerConnectionState>} */ (e).detail;
-    document.body.dataset.mediaState = state;
-    performance.mark(`kaamos:pc-${state}`);
-    if (state === "failed" && document.body.dataset.state === "connected") {
-      ui.status.textContent = t("mediaFailed");
-    } else {
-      updatePresence();
-    }
-  });
-  c.addEventListener("error", (e) => {
-    const { code, message } = /** @type {CustomEvent<{code: string, message: string}>} */ (e).detail;
-    if (code === "BAD_MESSAGE") {
-      console.warn("kaamos: server says BAD_MESSAGE:", message);
-      return;
-    }
-    fail(code);
-  });
-  c.addEventListener("closed", (e) => {
-    const { code } = /** @type {CustomEvent<{code: number}>} */ (e).detail;
-    document.body.dataset.closeCode = String(code);
-    if (errorCode) return;
-    if (leaving) end(t("left"));
-    else if (code === 4001) end(t("roomEnded"));
-    else fail("DISCONNECTED");
-  });
 }
 
 async function main() {
   translatePage();
   setState("connecting", t("connecting"));
+  bindShortcuts();
   const match = location.pathname.match(/^\/room\/([^/]*)\/?$/);
   const roomId = match ? decodeURIComponent(match[1]) : "";
-  if (!ROOM_ID_RE.test(roomId)) {
-    fail("INVALID_ROOM_ID");
-    return;
+  if (!ROOM_ID_RE.test(roomId)) return fail("INVALID_ROOM_ID");
+  // Tell "no such room" before asking for the camera (docs/protocol.md, "Refusals").
+  try {
+    const room = await lookupRoom(location, roomId);
+    if ("error" in room) return fail(room.error);
+  } catch (err) {
+    console.info("kaamos: room lookup failed, trying the socket:", err);
   }
-  const name = await askName();
-  setState("connecting", t("askingMedia"));
-  localTracks = await captureMedia();
+  name = await askName();
+  showName();
+  ui.nameButton.addEventListener("click", editName);
+  localTracks = await acquireMedia();
   performance.mark("kaamos:media");
-  if (localTracks.camera) {
-    const self = ui.selfView;
-    self.addEventListener("resize", () => {
-      if (self.videoWidth && self.videoHeight) {
-        self.style.aspectRatio = `${self.videoWidth} / ${self.videoHeight}`;
-      }
-    });
-    self.srcObject = new MediaStream([localTracks.camera]);
-    ui.selfView.hidden = false;
-  } else {
-    ui.notice.textContent = localTracks.microphone ? t("micOnly") : t("receiveOnly");
-    ui.notice.hidden = false;
-  }
+  client = new KaamosClient({ roomId, name, localTracks });
+  showSelf();
+  watchDevices();
   bindToggle(ui.mic, "microphone");
   bindToggle(ui.cam, "camera");
+  ui.screen.hidden = !navigator.mediaDevices?.getDisplayMedia;
+  ui.screen.addEventListener("click", toggleScreen);
+  ui.copyLink.addEventListener("click", copyLink);
   ui.leave.addEventListener("click", () => {
-    if (!client || leaving) return;
-    leaving = true;
+    if (!client || over) return;
     client.leave();
-    end(t("left"));
+    end(t("left"), true);
   });
-  setState("connecting", t("connecting"));
-  client = new KaamosClient({ roomId, name, localTracks });
   wire(client);
   client.connect();
 }

@@ -1,7 +1,8 @@
-// Kaamos signaling client: WebSocket + one RTCPeerConnection, no DOM.
+// Kaamos signaling client: WebSocket + one RTCPeerConnection, reconnecting; no DOM.
 // The contract is docs/protocol.md; names here follow it exactly.
 
 /** @typedef {"camera" | "microphone" | "screen"} Source */
+/** @typedef {"camera" | "microphone"} MutableSource */
 
 /**
  * @typedef {object} PeerInfo
@@ -51,17 +52,19 @@
  */
 
 /**
- * Detail of the "error" event (a server `error` message).
- * @typedef {object} ServerError
- * @property {string} code
- * @property {string} message
+ * Detail of the "state" event.
+ * @typedef {object} CallState
+ * @property {"connecting" | "connected" | "reconnecting"} state
+ * @property {number} [retryInMs]  when reconnecting: the wait before the next attempt
+ * @property {number} [attempt]  when reconnecting: how many attempts failed in a row
  */
 
 /**
- * Detail of the "closed" event.
+ * Detail of the "closed" event: the call is over and will not reconnect.
  * @typedef {object} Closed
- * @property {number} code  WebSocket close code (1006 when the network dropped).
- * @property {string} reason
+ * @property {number | null} code  the last WebSocket close code, if a socket was open
+ * @property {string | null} error  a server error code (ROOM_FULL, ...), "UNREACHABLE"
+ *   when every attempt failed, or null after leave() and room-ended
  */
 
 /**
@@ -72,21 +75,37 @@
  */
 
 /**
+ * What `GET /api/rooms/{id}` says: where to signal, or why not to.
+ * @typedef {{signalingUrl: string} | {error: string}} RoomLookup
+ */
+
+/**
  * @typedef {object} ClientOptions
  * @property {string} roomId
  * @property {string} name
  * @property {LocalTracks} localTracks  The tracks to publish; their keys become `publish`.
  * @property {{protocol: string, host: string}} [location]  Defaults to globalThis.location.
+ * @property {number} [maxAttempts]  failed attempts in a row before giving up (UNREACHABLE)
+ * @property {number} [maxFirstAttempts]  the same before the first join
  */
 
 /** Close codes after which a client must not reconnect (docs/protocol.md, "Close codes"). */
 export const FINAL_CLOSE_CODES = new Set([1000, 4001, 4400, 4404, 4409, 4410]);
+/** Server error codes that end the call for good. */
+export const FINAL_ERRORS = new Set(["INVALID_ROOM_ID", "ROOM_NOT_FOUND", "ROOM_FULL", "ROOM_EXPIRED"]);
+/** A node that does not hold the room closes with this after a WRONG_NODE error. */
+export const WRONG_NODE_CLOSE = 4421;
+export const MAX_REDIRECTS = 3;
+/** A socket that has not brought `joined` by then is given up and retried. */
+const JOIN_TIMEOUT_MS = 10_000;
+/** A join that lasted this long resets the backoff. */
+const STABLE_MS = 30_000;
 
 /** @type {Source[]} */
 const SOURCE_ORDER = ["camera", "microphone", "screen"];
 
 /**
- * The signaling URL for a room: ws: for http pages, wss: for https pages.
+ * The same-origin signaling URL for a room: ws: for http pages, wss: for https pages.
  * @param {{protocol: string, host: string}} loc
  * @param {string} roomId
  * @returns {string}
@@ -97,56 +116,94 @@ export function signalingUrl(loc, roomId) {
 }
 
 /**
- * One participant's connection to a room.
- *
- * Events (all CustomEvent, payload in `detail`):
- * - "joined": JoinedMessage
- * - "peer-joined", "peer-updated": PeerInfo
- * - "peer-left": {peer_id: string}
- * - "track": RemoteTrack — a receiving m-line now carries this peer's source
- * - "track-removed": RemoteTrack — that m-line turned inactive or moved to another peer
- * - "connection-state": RTCPeerConnectionState of the media connection
- * - "error": ServerError
- * - "closed": Closed — the WebSocket is closed; the client is finished
+ * @param {unknown} url
+ * @returns {url is string} whether `url` is a ws:// or wss:// URL a WebSocket can open
  */
-export class KaamosClient extends EventTarget {
-  /** @param {ClientOptions} options */
-  constructor(options) {
-    super();
-    this.roomId = options.roomId;
-    this.name = options.name;
-    /** @type {LocalTracks} */
-    this.localTracks = { ...options.localTracks };
-    this.url = signalingUrl(options.location ?? globalThis.location, options.roomId);
-    /** @type {WebSocket | null} */
-    this.ws = null;
+function isSocketUrl(url) {
+  return typeof url === "string" && /^wss?:\/\/[^/\s]+/.test(url);
+}
+
+/**
+ * Ask the server where to signal for a room (contract C3 in docs/protocol.md). The
+ * answer's `signaling_url` wins; without it, the same-origin URL. A 4xx with an error
+ * code is final (no such room, expired); anything else (network down, 5xx) throws, and
+ * the caller retries.
+ * @param {{protocol: string, host: string}} loc
+ * @param {string} roomId
+ * @param {typeof fetch} [fetchFn]
+ * @returns {Promise<RoomLookup>}
+ */
+export async function lookupRoom(loc, roomId, fetchFn = fetch) {
+  const url = `${loc.protocol}//${loc.host}/api/rooms/${encodeURIComponent(roomId)}`;
+  const response = await fetchFn(url, { cache: "no-store" });
+  /** @type {any} */
+  const body = await response.json().catch(() => null);
+  if (response.ok) {
+    const given = body?.signaling_url;
+    return { signalingUrl: isSocketUrl(given) ? given : signalingUrl(loc, roomId) };
+  }
+  const code = body?.error?.code;
+  if (response.status < 500 && typeof code === "string") return { error: code };
+  throw new Error(`GET ${url}: HTTP ${response.status}`);
+}
+
+/**
+ * Milliseconds to wait before reconnect attempt number `failures` (1 = the first retry):
+ * exponential from 0.5 s up to 10 s, with jitter so that a room does not come back in step.
+ * @param {number} failures
+ * @param {() => number} [random]
+ * @returns {number}
+ */
+export function backoffMs(failures, random = Math.random) {
+  const base = Math.min(10_000, 500 * 2 ** Math.max(0, failures - 1));
+  return Math.round(base * (0.75 + 0.5 * random()));
+}
+
+/**
+ * One WebSocket and its RTCPeerConnection: one join of the room. A reconnect is a new
+ * Session (the server sees a new peer). It reports to its KaamosClient through `owner`.
+ */
+class Session {
+  /**
+   * @param {KaamosClient} owner
+   * @param {string} url
+   */
+  constructor(owner, url) {
+    this.owner = owner;
+    this.url = url;
+    this.ws = new WebSocket(url);
     /** @type {RTCPeerConnection | null} */
     this.pc = null;
     /** @type {string | null} */
     this.peerId = null;
     /** @type {Map<string, RemoteTrack>} mid -> what it receives now */
     this.remoteTracks = new Map();
-    /** @type {Array<IceCandidateMessage>} candidates gathered before the first answer */
-    this._pendingCandidates = [];
-    this._answered = false;
-    this._closed = false;
+    /** @type {Map<Source, RTCRtpTransceiver>} where the server wants our own sources */
+    this.sendTransceivers = new Map();
+    /** @type {IceCandidateMessage[]} candidates gathered before the first answer */
+    this.pendingCandidates = [];
+    this.answered = false;
+    this.closed = false;
+    /** Set when this end gave the session up (media failed, join timeout, rejoin). */
+    this.abandoned = false;
+    /** @type {string | null} WRONG_NODE: where the room really is */
+    this.redirect = null;
+    /** @type {number | null} server-shutdown: seconds to wait before reconnecting */
+    this.retryAfter = null;
+    /** @type {string | null} a final server error code */
+    this.error = null;
+    /** @type {number | null} when `joined` came (Date.now()) */
+    this.joinedAt = null;
+    /** Whether media ever connected: then a later failure is a fresh start, no backoff. */
+    this.mediaConnected = false;
     /** Server messages are handled one at a time, in order (offers are async). */
-    this._inbox = Promise.resolve();
-  }
+    this.inbox = Promise.resolve();
+    this.joinTimer = setTimeout(() => this.abandon("no joined in time"), JOIN_TIMEOUT_MS);
 
-  /** @returns {Source[]} the sources this client publishes, in protocol order */
-  get publishing() {
-    return SOURCE_ORDER.filter((s) => this.localTracks[s]);
-  }
-
-  /** Open the WebSocket and join the room. */
-  connect() {
-    const ws = new WebSocket(this.url);
-    this.ws = ws;
-    ws.addEventListener("open", () => {
-      this._send({ type: "join", name: this.name, publish: this.publishing });
+    this.ws.addEventListener("open", () => {
+      this.send({ type: "join", name: owner.name, publish: owner.publishing });
     });
-    ws.addEventListener("message", (event) => {
+    this.ws.addEventListener("message", (event) => {
       if (typeof event.data !== "string") return;
       /** @type {any} */
       let msg;
@@ -156,118 +213,134 @@ export class KaamosClient extends EventTarget {
         console.warn("kaamos: ignoring a frame that is not JSON");
         return;
       }
-      this._inbox = this._inbox
-        .then(() => this._handle(msg))
+      this.inbox = this.inbox
+        .then(() => this.handle(msg))
         .catch((err) => console.error("kaamos: handling", msg?.type, err));
     });
     // Through the inbox, so that an error message is handled before its close.
-    ws.addEventListener("close", (event) => {
-      this._inbox = this._inbox.then(() => this._finish(event.code, event.reason));
+    this.ws.addEventListener("close", (event) => {
+      this.inbox = this.inbox.then(() => this.finish(event.code));
     });
   }
 
-  /**
-   * Tell the others that a source is muted. The caller's track is disabled here too, so
-   * nothing but black frames or silence leaves the browser.
-   * @param {"camera" | "microphone"} source
-   * @param {boolean} muted
-   */
-  mute(source, muted) {
-    const track = this.localTracks[source];
-    if (track) track.enabled = !muted;
-    this._send({ type: "mute", source, muted });
-  }
-
-  /** Leave the room; the server answers by closing the socket with 1000. */
-  leave() {
-    this._send({ type: "leave" });
-    this.pc?.close();
-  }
-
   /** @param {object} msg */
-  _send(msg) {
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+  send(msg) {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
   }
 
   /**
-   * @param {string} type
-   * @param {unknown} detail
+   * Give this session up from our side; the owner reconnects.
+   * @param {string} why
    */
-  _emit(type, detail) {
-    this.dispatchEvent(new CustomEvent(type, { detail }));
+  abandon(why) {
+    if (this.closed || this.abandoned) return;
+    console.info("kaamos: reconnecting:", why);
+    this.abandoned = true;
+    this.pc?.close();
+    // 4000: an application close code, so the server logs it as ours.
+    this.ws.close(4000, why.slice(0, 100));
+    // A socket still connecting may take long to report its close; do not wait for it.
+    this.inbox = this.inbox.then(() => this.finish(null));
   }
 
   /** @param {any} msg */
-  async _handle(msg) {
-    if (this._closed) return;
+  async handle(msg) {
+    if (this.closed) return;
     switch (msg?.type) {
       case "joined":
-        this._onJoined(msg);
+        this.onJoined(msg);
         break;
       case "offer":
-        await this._onOffer(msg);
+        await this.onOffer(msg);
         break;
       case "ice-candidate":
-        await this._onRemoteCandidate(msg);
+        await this.onRemoteCandidate(msg);
         break;
       case "peer-joined":
       case "peer-updated":
-        this._emit(msg.type, msg.peer);
+        this.owner.emit(msg.type, msg.peer);
         break;
       case "peer-left":
-        this._emit("peer-left", { peer_id: msg.peer_id });
+        this.owner.emit("peer-left", { peer_id: msg.peer_id });
         break;
       case "error":
-        this._emit("error", { code: String(msg.code), message: String(msg.message ?? "") });
+        this.onError(msg);
+        break;
+      case "server-shutdown":
+        // Contract C2: the close (1001) follows; come back after retry_after seconds.
+        this.retryAfter = Math.max(0, Number(msg.retry_after) || 0);
         break;
       case "room-ended":
-        // The close with 4001 follows; "closed" carries it to the UI.
+        // The close with 4001 follows and ends the call.
         break;
       default:
         console.warn("kaamos: unknown message type", msg?.type);
     }
   }
 
+  /** @param {any} msg */
+  onError(msg) {
+    const code = String(msg.code);
+    if (code === "WRONG_NODE" && isSocketUrl(msg.signaling_url)) {
+      this.redirect = msg.signaling_url;
+    } else if (FINAL_ERRORS.has(code)) {
+      this.error = code;
+    } else {
+      console.warn("kaamos: server error", code, msg.message);
+    }
+  }
+
   /** @param {JoinedMessage} msg */
-  _onJoined(msg) {
+  onJoined(msg) {
+    clearTimeout(this.joinTimer);
     this.peerId = msg.peer_id;
+    this.joinedAt = Date.now();
     // Always pass the list, even empty (docs/protocol.md, "joined").
     const pc = new RTCPeerConnection({
       iceServers: msg.ice_servers ?? [],
       bundlePolicy: "max-bundle",
     });
     this.pc = pc;
-    pc.addEventListener("icecandidate", (event) => this._onLocalCandidate(event.candidate));
+    pc.addEventListener("icecandidate", (event) => this.onLocalCandidate(event.candidate));
     pc.addEventListener("connectionstatechange", () => {
-      this._emit("connection-state", pc.connectionState);
+      if (this.closed || this.abandoned) return;
+      this.owner.emit("connection-state", pc.connectionState);
+      if (pc.connectionState === "connected") {
+        this.mediaConnected = true;
+        this.owner.failures = 0;
+      }
+      // The server has no ICE restart: a failed media connection is a rejoin.
+      if (pc.connectionState === "failed") this.abandon("media connection failed");
     });
-    this._emit("joined", msg);
+    this.owner.onJoined(this, msg);
   }
 
   /** @param {OfferMessage} msg */
-  async _onOffer(msg) {
+  async onOffer(msg) {
     const pc = this.pc;
     if (!pc) throw new Error("offer before joined");
     const tracks = msg.tracks ?? {};
     await pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
     // Attach our own media by mid, never with addTrack (docs/protocol.md).
+    this.sendTransceivers.clear();
     for (const t of pc.getTransceivers()) {
       const info = t.mid === null ? undefined : tracks[t.mid];
       if (info && info.peer_id === this.peerId) {
         t.direction = "sendonly";
-        const track = this.localTracks[info.source] ?? null;
+        this.sendTransceivers.set(info.source, t);
+        const track = this.owner.localTracks[info.source] ?? null;
         if (t.sender.track !== track) await t.sender.replaceTrack(track);
       }
     }
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
-    this._send({ type: "answer", sdp: pc.localDescription?.sdp ?? answer.sdp });
-    if (!this._answered) {
-      this._answered = true;
-      for (const c of this._pendingCandidates) this._send(c);
-      this._pendingCandidates = [];
+    this.send({ type: "answer", sdp: pc.localDescription?.sdp ?? answer.sdp });
+    if (!this.answered) {
+      this.answered = true;
+      for (const c of this.pendingCandidates) this.send(c);
+      this.pendingCandidates = [];
     }
-    this._updateRemoteTracks(tracks);
+    this.updateRemoteTracks(tracks);
   }
 
   /**
@@ -276,7 +349,7 @@ export class KaamosClient extends EventTarget {
    * browser, so `tracks` is the only reliable source.
    * @param {Object<string, TrackInfo>} tracks
    */
-  _updateRemoteTracks(tracks) {
+  updateRemoteTracks(tracks) {
     if (!this.pc) return;
     for (const t of this.pc.getTransceivers()) {
       if (t.mid === null) continue;
@@ -288,24 +361,19 @@ export class KaamosClient extends EventTarget {
       }
       if (before) {
         this.remoteTracks.delete(t.mid);
-        this._emit("track-removed", before);
+        this.owner.emit("track-removed", before);
       }
       if (remote) {
         /** @type {RemoteTrack} */
-        const now = {
-          peer_id: remote.peer_id,
-          source: remote.source,
-          mid: t.mid,
-          track: t.receiver.track,
-        };
+        const now = { peer_id: remote.peer_id, source: remote.source, mid: t.mid, track: t.receiver.track };
         this.remoteTracks.set(t.mid, now);
-        this._emit("track", now);
+        this.owner.emit("track", now);
       }
     }
   }
 
   /** @param {RTCIceCandidate | null} candidate */
-  _onLocalCandidate(candidate) {
+  onLocalCandidate(candidate) {
     /** @type {IceCandidateMessage} */
     let msg;
     if (candidate && candidate.candidate) {
@@ -321,12 +389,12 @@ export class KaamosClient extends EventTarget {
       msg = { type: "ice-candidate", candidate: "", sdpMid: first?.mid ?? "0", sdpMLineIndex: 0 };
     }
     // The server ignores candidates sent before the first answer.
-    if (this._answered) this._send(msg);
-    else this._pendingCandidates.push(msg);
+    if (this.answered) this.send(msg);
+    else this.pendingCandidates.push(msg);
   }
 
   /** @param {IceCandidateMessage} msg */
-  async _onRemoteCandidate(msg) {
+  async onRemoteCandidate(msg) {
     if (!this.pc || !this.pc.remoteDescription) return;
     try {
       await this.pc.addIceCandidate({
@@ -339,14 +407,237 @@ export class KaamosClient extends EventTarget {
     }
   }
 
-  /**
-   * @param {number} code
-   * @param {string} reason
-   */
-  _finish(code, reason) {
-    if (this._closed) return;
-    this._closed = true;
+  /** @param {number | null} code  null when this end abandoned the socket */
+  finish(code) {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.joinTimer);
     this.pc?.close();
-    this._emit("closed", { code, reason });
+    for (const rt of this.remoteTracks.values()) this.owner.emit("track-removed", rt);
+    this.remoteTracks.clear();
+    this.owner.onSessionClosed(this, code);
+  }
+}
+
+/**
+ * One participant in a room, for as long as the page wants to be in the call: it joins,
+ * and after a dropped socket, a server restart or a failed media connection it joins again
+ * (each join is a new peer for the server) until leave() or a final refusal.
+ *
+ * Events (all CustomEvent, payload in `detail`):
+ * - "state": CallState
+ * - "joined": JoinedMessage — after every (re)join; the peers listed are all there are
+ * - "peer-joined", "peer-updated": PeerInfo
+ * - "peer-left": {peer_id: string}
+ * - "track": RemoteTrack — a receiving m-line now carries this peer's source
+ * - "track-removed": RemoteTrack — that m-line turned inactive, moved, or the session ended
+ * - "connection-state": RTCPeerConnectionState of the media connection
+ * - "closed": Closed — the call is over
+ */
+export class KaamosClient extends EventTarget {
+  /** @param {ClientOptions} options */
+  constructor(options) {
+    super();
+    this.roomId = options.roomId;
+    this.name = options.name;
+    /** @type {LocalTracks} */
+    this.localTracks = { ...options.localTracks };
+    this.location = options.location ?? globalThis.location;
+    this.maxAttempts = options.maxAttempts ?? 30;
+    // Someone opening the link should not wait minutes to learn the server is unreachable.
+    this.maxFirstAttempts = options.maxFirstAttempts ?? 4;
+    this.everJoined = false;
+    /** @type {{camera: boolean, microphone: boolean}} */
+    this.muted = { camera: false, microphone: false };
+    /** @type {Session | null} */
+    this.session = null;
+    this.failures = 0;
+    this.redirects = 0;
+    this.finished = false;
+    this.leaving = false;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.retryTimer = undefined;
+    /** @type {number | null} */
+    this.lastCloseCode = null;
+  }
+
+  /** @returns {RTCPeerConnection | null} the current media connection */
+  get pc() {
+    return this.session?.pc ?? null;
+  }
+
+  /** @returns {string | null} our peer id in the current join */
+  get peerId() {
+    return this.session?.peerId ?? null;
+  }
+
+  /** @returns {Map<string, RemoteTrack>} mid -> remote track, in the current join */
+  get remoteTracks() {
+    return this.session?.remoteTracks ?? new Map();
+  }
+
+  /** @returns {Source[]} the sources this client publishes, in protocol order */
+  get publishing() {
+    return SOURCE_ORDER.filter((s) => this.localTracks[s]);
+  }
+
+  /** Join the room (resolving where to signal first). */
+  connect() {
+    this.emit("state", { state: "connecting" });
+    this.attempt();
+  }
+
+  /**
+   * Tell the others that a source is muted; the track is disabled too, so only black
+   * frames or silence leave the browser. Remembered across reconnects.
+   * @param {MutableSource} source
+   * @param {boolean} muted
+   */
+  mute(source, muted) {
+    this.muted[source] = muted;
+    const track = this.localTracks[source];
+    if (track) track.enabled = !muted;
+    this.session?.send({ type: "mute", source, muted });
+  }
+
+  /**
+   * Start, replace or stop sending a source (screen share, a new camera, an unplugged
+   * device). A new source is published and sent once the server's offer gives it an m-line.
+   * @param {Source} source
+   * @param {MediaStreamTrack | null} track
+   */
+  async setTrack(source, track) {
+    const had = Boolean(this.localTracks[source]);
+    if (track) this.localTracks[source] = track;
+    else delete this.localTracks[source];
+    if (track && source !== "screen") track.enabled = !this.muted[source];
+    const session = this.session;
+    if (!session?.peerId) return; // the next join publishes what there is
+    if (had && track) {
+      await session.sendTransceivers.get(source)?.sender.replaceTrack(track);
+    } else if (!had && track) {
+      session.send({ type: "publish", source });
+    } else if (had && !track) {
+      await session.sendTransceivers.get(source)?.sender.replaceTrack(null);
+      session.send({ type: "unpublish", source });
+    }
+  }
+
+  /**
+   * Leave now and join again at once, e.g. under a new name.
+   * @param {string} name
+   */
+  rejoin(name) {
+    this.name = name;
+    if (this.finished || this.leaving) return;
+    if (this.session && !this.session.closed) {
+      this.session.abandon("rejoin");
+    } else {
+      clearTimeout(this.retryTimer);
+      this.attempt();
+    }
+  }
+
+  /**
+   * Leave the room. The server answers `leave` by closing the socket with 1000; "closed"
+   * follows that close (or comes after a second if the server does not answer).
+   */
+  leave() {
+    if (this.finished || this.leaving) return;
+    this.leaving = true;
+    clearTimeout(this.retryTimer);
+    const session = this.session;
+    if (!session || session.closed || session.ws.readyState !== WebSocket.OPEN) {
+      this.end(null);
+      return;
+    }
+    session.send({ type: "leave" });
+    session.pc?.close();
+    setTimeout(() => this.end(null), 1000);
+  }
+
+  /**
+   * @param {string} type
+   * @param {unknown} detail
+   */
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  /** One attempt: where to signal, then a socket (redirects are followed in onSessionClosed). */
+  async attempt() {
+    this.retryTimer = undefined;
+    this.redirects = 0;
+    /** @type {RoomLookup} */
+    let where;
+    try {
+      where = await lookupRoom(this.location, this.roomId);
+    } catch (err) {
+      console.info("kaamos: room lookup failed:", err);
+      // The room API may be down while the socket is not: try the same-origin socket.
+      where = { signalingUrl: signalingUrl(this.location, this.roomId) };
+    }
+    if (this.finished || this.leaving) return;
+    if ("error" in where) {
+      this.end(where.error);
+      return;
+    }
+    this.session = new Session(this, where.signalingUrl);
+  }
+
+  /**
+   * @param {Session} session
+   * @param {JoinedMessage} msg
+   */
+  onJoined(session, msg) {
+    if (session !== this.session) return;
+    this.everJoined = true;
+    this.emit("joined", msg);
+    this.emit("state", { state: "connected" });
+    // A rejoin is a new peer for the server: tell it again what is muted.
+    for (const source of /** @type {MutableSource[]} */ (["camera", "microphone"])) {
+      if (this.muted[source] && this.localTracks[source]) session.send({ type: "mute", source, muted: true });
+    }
+  }
+
+  /**
+   * @param {Session} session
+   * @param {number | null} code
+   */
+  onSessionClosed(session, code) {
+    if (session !== this.session || this.finished) return;
+    this.lastCloseCode = code ?? this.lastCloseCode;
+    if (this.leaving) return this.end(null);
+    if (session.error) return this.end(session.error);
+    if (!session.abandoned && code !== null && FINAL_CLOSE_CODES.has(code)) return this.end(null);
+    if (session.redirect && code === WRONG_NODE_CLOSE && this.redirects < MAX_REDIRECTS) {
+      this.redirects += 1;
+      this.session = new Session(this, session.redirect);
+      return;
+    }
+    // A call that went well for a while starts its backoff afresh.
+    if (session.joinedAt !== null && Date.now() - session.joinedAt > STABLE_MS) this.failures = 0;
+    let delay;
+    if (session.retryAfter !== null) {
+      delay = session.retryAfter * 1000 + Math.round(Math.random() * 1000);
+    } else if (session.abandoned && session.mediaConnected) {
+      delay = 0; // media flowed a moment ago (a rejoin, a connection that broke): straight back
+    } else {
+      this.failures += 1;
+      delay = backoffMs(this.failures);
+    }
+    if (this.failures >= (this.everJoined ? this.maxAttempts : this.maxFirstAttempts)) {
+      return this.end("UNREACHABLE");
+    }
+    this.emit("state", { state: "reconnecting", retryInMs: delay, attempt: this.failures });
+    this.retryTimer = setTimeout(() => this.attempt(), delay);
+  }
+
+  /** @param {string | null} error */
+  end(error) {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.retryTimer);
+    this.emit("closed", { code: this.lastCloseCode, error });
   }
 }

@@ -6,9 +6,10 @@ flags that stop its background traffic and make every host name but 127.0.0.1 un
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,9 @@ from kaamos_sfu.config import Config
 
 CHROMIUM = "/usr/bin/chromium"
 TIMEOUT_FACTOR = float(os.environ.get("KAAMOS_TEST_TIMEOUT_FACTOR", "1"))
+TIMEOUT_MS = 20_000 * TIMEOUT_FACTOR
+# Screenshots and other files for people to look at (gitignored).
+ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -104,22 +108,39 @@ class PageLog:
     requests: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
+    # Console errors that the test expects (the browser's own line for an HTTP 404, say).
+    expected_errors: tuple[str, ...] = ()
 
     def attach(self, page: Any) -> None:
+        """Listen to a Playwright page."""
         page.on("request", lambda r: self.requests.append(r.url))
         page.on("websocket", lambda ws: self.requests.append(ws.url))
-        page.on("console", self._console)
+        page.on("console", lambda m: self._console(m.type, m.text))
         page.on("pageerror", lambda e: self.page_errors.append(str(e)))
 
-    def _console(self, message: Any) -> None:
+    def record(self, event: dict[str, Any]) -> None:
+        """Take one event line from the Firefox driver (tests/firefox/driver.mjs)."""
+        if event["event"] == "request":
+            self.requests.append(event["url"])
+        elif event["event"] == "console":
+            self._console(event["type"], event["text"])
+        elif event["event"] == "pageerror":
+            self.page_errors.append(event["text"])
+
+    def _console(self, kind: str, text: str) -> None:
         # A BAD_MESSAGE from the server is only a warning on the page, but a protocol bug.
-        if message.type == "error" or "BAD_MESSAGE" in message.text:
-            self.console_errors.append(message.text)
+        protocol_bug = "BAD_MESSAGE" in text
+        expected = any(e in text for e in self.expected_errors)
+        if (kind == "error" or protocol_bug) and not expected:
+            self.console_errors.append(text)
 
     def assert_clean(self) -> None:
         """Every request went to 127.0.0.1, and nothing was logged as an error."""
         assert self.requests, "the page made no request at all"
-        outside = [u for u in self.requests if urlsplit(u).hostname != "127.0.0.1"]
+        # data: URLs (the empty favicon) never reach the network.
+        outside = [
+            u for u in self.requests if urlsplit(u).hostname != "127.0.0.1" and u[:5] != "data:"
+        ]
         assert not outside, f"requests off loopback: {outside}"
         assert not self.page_errors, self.page_errors
         assert not self.console_errors, self.console_errors
@@ -139,21 +160,31 @@ def write_local_state(profile_dir: Path) -> None:
 
 @asynccontextmanager
 async def chromium(
-    profile_dir: Path, *, locale: str = "en-US", viewport: tuple[int, int] = (1280, 720)
+    profile_dir: Path,
+    *,
+    locale: str = "en-US",
+    viewport: tuple[int, int] = (1280, 720),
+    fake_ui: bool = True,
+    fake_devices: str = "",
 ) -> AsyncIterator[Any]:
     """Debian's Chromium with a fresh profile in `profile_dir`; yields its BrowserContext.
 
-    Each participant gets its own browser process, as two people on two machines would.
+    `fake_ui=False` leaves camera and microphone permissions to the test (nothing granted:
+    the page is refused); `fake_devices="device-count=0"` leaves the fake camera out.
     """
     from playwright.async_api import async_playwright
 
+    args = [a for a in CHROMIUM_ARGS if not a.startswith("--use-fake-")]
+    args.append("--use-fake-device-for-media-stream" + (f"={fake_devices}" if fake_devices else ""))
+    if fake_ui:
+        args.append("--use-fake-ui-for-media-stream")
     write_local_state(profile_dir)
     async with async_playwright() as p:
         context = await p.chromium.launch_persistent_context(
             str(profile_dir),
             executable_path=CHROMIUM,
             headless=True,
-            args=CHROMIUM_ARGS,
+            args=args,
             locale=locale,
             viewport={"width": viewport[0], "height": viewport[1]},
         )
@@ -178,6 +209,8 @@ async () => {
     }
     if (s.type === "inbound-rtp" && s.kind === "audio") out.audioPackets += s.packetsReceived || 0;
     if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+    // Firefox marks the pair itself.
+    if (s.type === "candidate-pair" && s.selected) pairId = s.id;
   });
   const pair = pairId && stats.get(pairId);
   if (pair) {
@@ -214,3 +247,107 @@ TIMELINE_JS = """
   return out;
 }
 """
+
+# Bytes of every file the page loaded (uncompressed), by path.
+PAGE_WEIGHT_JS = """
+() => Object.fromEntries([...performance.getEntriesByType("navigation"),
+  ...performance.getEntriesByType("resource")]
+  .map((e) => [new URL(e.name).pathname, e.decodedBodySize]))
+"""
+
+# {source: mid} of what the page receives from one peer, from KaamosClient.remoteTracks.
+REMOTE_MIDS_JS = """(peerId) => Object.fromEntries([...window.kaamos.client.remoteTracks.values()]
+  .filter((t) => t.peer_id === peerId).map((t) => [t.source, t.mid]))"""
+
+FRAMES_ON_MID_JS = """async (mid) => {
+  let frames = 0;
+  (await window.kaamos.pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.mid === mid) frames += s.framesDecoded || 0;
+  });
+  return frames;
+}"""
+
+
+async def _until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT_MS / 1000
+    while not await check():
+        assert loop.time() < deadline, f"timed out: {what}"
+        await asyncio.sleep(0.1)
+
+
+async def media_stats(page: Any) -> dict[str, Any]:
+    stats = await page.evaluate(MEDIA_STATS_JS)
+    assert stats is not None, "no RTCPeerConnection on window.kaamos.pc"
+    return dict(stats)
+
+
+async def wait_media_flowing(a: Any, b: Any, codec: str) -> None:
+    """Both pages decode more video frames (all in `codec`) and receive more audio packets
+    than when this was called."""
+    for page in (a, b):
+        before = await media_stats(page)
+
+        async def more(page: Any = page, before: dict[str, Any] = before) -> bool:
+            now = await media_stats(page)
+            return (
+                now["framesDecoded"] > before["framesDecoded"] + 5
+                and now["audioPackets"] > before["audioPackets"] + 5
+            )
+
+        await _until(more, "video frames and audio packets on both pages")
+        codecs = set((await media_stats(page))["videoCodecs"])
+        assert codecs == {codec}, codecs
+
+
+async def remote_mids(page: Any, peer_id: str) -> dict[str, str]:
+    """{source: mid} of the peer's camera and microphone on this page, once both are there."""
+    mids: dict[str, str] = {}
+
+    async def both() -> bool:
+        mids.update(await page.evaluate(REMOTE_MIDS_JS, peer_id))
+        return set(mids) == {"camera", "microphone"}
+
+    await _until(both, f"camera and microphone from {peer_id}")
+    return mids
+
+
+async def wait_frames_on_mid(page: Any, mid: str, more: int = 10) -> None:
+    """Wait until `more` frames more than now are decoded on the m-line `mid`."""
+    start = await page.evaluate(FRAMES_ON_MID_JS, mid)
+
+    async def enough() -> bool:
+        return bool(await page.evaluate(FRAMES_ON_MID_JS, mid) >= start + more)
+
+    await _until(enough, f"{more} new frames decoded on mid {mid}")
+
+
+async def check_mute_camera_off_and_end_call(a: Any, b: Any) -> None:
+    """Page b mutes its microphone (button) and camera (the V key), then turns the camera
+    on again: page a shows each in b's tile, the placeholder while the camera is off. Then
+    b ends the call: every local track stops, b offers a rejoin, and a drops b's tile.
+    Works with a Playwright page and a FirefoxPage alike."""
+    b_id = await b.evaluate("window.kaamos.client.peerId")
+    tile = f'.tile[data-peer-id="{b_id}"]'
+    await a.wait_for_selector(f'{tile}[data-mic-muted="false"][data-cam-muted="false"] video')
+    assert not await a.is_visible(f"{tile} .avatar")
+
+    await b.click("#mic")
+    await a.wait_for_selector(f'{tile}[data-mic-muted="true"] .off-mic')
+    assert await b.get_attribute("#mic", "aria-pressed") == "true"
+
+    await b.press("body", "v")
+    await a.wait_for_selector(f'{tile}[data-cam-muted="true"] .avatar')
+    assert await a.text_content(f"{tile} .avatar") == "B"
+    assert not await a.is_visible(f"{tile} video")
+    assert await b.get_attribute("#cam", "aria-pressed") == "true"
+    await b.click("#cam")
+    await a.wait_for_selector(f'{tile}[data-cam-muted="false"] video')
+    assert not await a.is_visible(f"{tile} .avatar")
+
+    await b.click("#leave")
+    await b.wait_for_selector('body[data-state="ended"][data-close-code="1000"]')
+    states = await b.evaluate("Object.values(window.kaamos.localTracks).map(t => t.readyState)")
+    assert states == ["ended", "ended"]
+    assert await b.is_visible("#message-actions button.primary")  # rejoin
+    await a.wait_for_selector(tile, state="detached")

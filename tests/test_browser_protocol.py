@@ -1,0 +1,25 @@
+"""static/protocol.js under Node's test runner: room lookup, backoff and reconnect decisions
+with fake sockets and timers (tests/test_browser_protocol.mjs)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js")
+
+
+def test_protocol_js_under_node() -> None:
+    """Every case in test_browser_protocol.mjs passes."""
+    script = Path(__file__).with_suffix(".mjs")
+    result = subprocess.run(
+        ["node", "--test", "--test-reporter=spec", str(script)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
