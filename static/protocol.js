@@ -283,6 +283,9 @@ class Session {
     const code = String(msg.code);
     if (code === "WRONG_NODE" && isSocketUrl(msg.signaling_url)) {
       this.redirect = msg.signaling_url;
+    } else if (code === "RATE_LIMITED" && Number(msg.retry_after) > 0) {
+      // Too many connections from this address: the close (4429) follows; wait as told.
+      this.retryAfter = Number(msg.retry_after);
     } else if (FINAL_ERRORS.has(code)) {
       this.error = code;
     } else {

@@ -162,6 +162,21 @@ test("server-shutdown waits retry_after plus jitter, then looks the room up agai
   });
 });
 
+test("RATE_LIMITED waits its retry_after before the next attempt", async () => {
+  await withFakes({ room_id: ROOM }, async ({ delays }) => {
+    const { client } = newClient();
+    client.connect();
+    await settle();
+    const ws = FakeSocket.all[0];
+    ws.open();
+    ws.message({ type: "error", code: "RATE_LIMITED", message: "", retry_after: 17 });
+    ws.closeWith(4429);
+    await settle();
+    assert.equal(delays.length, 1);
+    assert.ok(delays[0] >= 17000 && delays[0] <= 18000, delays);
+  });
+});
+
 test("final refusals end the call without reconnecting", async () => {
   for (const [code, close] of [["ROOM_FULL", 4409], ["ROOM_NOT_FOUND", 4404]]) {
     await withFakes({ room_id: ROOM }, async ({ delays }) => {
