@@ -15,9 +15,9 @@ from typing import Any
 from aiohttp import web
 
 from . import __version__
-from .appkeys import API_SECRET, CONFIG, REGISTRY, ROOMS
+from .appkeys import API_SECRET, CONFIG, NODE, REGISTRY, ROOMS
 from .auth import Unauthorized, verify_bearer
-from .registry import CreatorId, RoomRecord, is_valid_room_id
+from .registry import CreatorId, RegistryUnavailable, RoomRecord, is_valid_room_id
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ MAX_CREATOR_ID_LENGTH = 64
 # Creator ids are stored and sent back as JSON numbers; keep them within a signed 64-bit
 # integer so that every store and client can hold them.
 MAX_CREATOR_ID_INT = 2**63 - 1
+# Seconds a client should wait before retrying when the registry (Redis) is unreachable.
+REGISTRY_RETRY_AFTER = 5
 
 # Codes for errors raised by aiohttp itself rather than by our handlers.
 _HTTP_CODES = {
@@ -81,6 +83,14 @@ async def _json_errors(
         return await handler(request)
     except ApiError as exc:
         return _error_response(exc.status, exc.code, exc.message, exc.headers)
+    except RegistryUnavailable as exc:
+        log.warning("registry unavailable", extra={"path": request.path, "error": str(exc)})
+        return _error_response(
+            503,
+            "REGISTRY_UNAVAILABLE",
+            "the room registry is unavailable; try again shortly",
+            {"Retry-After": str(REGISTRY_RETRY_AFTER)},
+        )
     except web.HTTPException as exc:
         if exc.status < 400:  # redirects and the like are not errors
             raise
@@ -153,8 +163,9 @@ def _creator_user_id(body: Mapping[str, Any]) -> CreatorId:
 async def create_room(request: web.Request) -> web.Response:
     sub = _authenticate(request)
     creator = _creator_user_id(await _read_create_body(request))
-    record = await request.app[REGISTRY].create(creator)
-    log.info("room created", extra={"room_id": record.room_id, "sub": sub})
+    node = await request.app[NODE].place()
+    record = await request.app[REGISTRY].create(creator, node.node_id)
+    log.info("room created", extra={"room_id": record.room_id, "sub": sub, "node": node.node_id})
     body = {
         "room_id": record.room_id,
         "url": f"{request.app[CONFIG].public_url}/room/{record.room_id}",
@@ -169,7 +180,17 @@ async def get_room(request: web.Request) -> web.Response:
     record = await _existing_room(request, room_id)
     if record.expired():
         raise ApiError(410, "ROOM_EXPIRED", f"room {room_id} has expired")
-    participants = request.app[ROOMS].participants(room_id)
+    node = request.app[NODE]
+    try:
+        owner = await node.route(record)  # moves the room if its node is dead
+    except LookupError:
+        raise ApiError(404, "ROOM_NOT_FOUND", f"no room {room_id}") from None
+    if owner.node_id == node.node_id:
+        participants = request.app[ROOMS].participants(room_id)
+    elif owner.node_id == record.node_id:  # as its node published it (join, leave, heartbeat)
+        participants = record.participants
+    else:  # just moved off a dead node: nobody is in it yet
+        participants = 0
     return web.json_response(
         {
             "room_id": room_id,
@@ -177,6 +198,7 @@ async def get_room(request: web.Request) -> web.Response:
             "participants": participants,
             "created_at": rfc3339(record.created_at),
             "expires_at": rfc3339(record.expires_at),
+            "signaling_url": owner.room_signaling_url(room_id),
         }
     )
 

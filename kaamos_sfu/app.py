@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from . import api, pages, signaling
-from .appkeys import API_SECRET, CONFIG, REGISTRY, ROOMS
+from .appkeys import API_SECRET, CONFIG, NODE, REGISTRY, ROOMS
 from .auth import load_or_create_secret
+from .cluster import Node
 from .config import Config
 from .memory_registry import MemoryRegistry
+from .registry import RoomRegistry
 from .rooms import RoomManager
 from .rtc_bridge import configure_ice
 
@@ -30,13 +32,28 @@ def create_app(config: Config) -> web.Application:
     return app
 
 
+def make_registry(config: Config) -> RoomRegistry:
+    """Redis when cluster.redis_url is set (shared by every node), else in this process."""
+    ttl = config.rooms.expire_after_hours * 3600
+    if not config.cluster.redis_url:
+        return MemoryRegistry(ttl_seconds=ttl)
+    from .redis_registry import RedisRegistry  # only clusters load redis-py
+
+    return RedisRegistry(
+        config.cluster.redis_url, ttl, timeout_seconds=config.cluster.redis_timeout_seconds
+    )
+
+
 async def _registry_and_rooms(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    registry = MemoryRegistry(ttl_seconds=config.rooms.expire_after_hours * 3600)
-    app[REGISTRY] = registry
-    app[ROOMS] = RoomManager(config, registry)
+    registry = make_registry(config)
+    node = Node(config, registry)
+    rooms = RoomManager(config, registry, node)
+    app[REGISTRY], app[NODE], app[ROOMS] = registry, node, rooms
+    node.start(rooms.live_counts, rooms.end_rooms_soon)
     yield
-    await app[ROOMS].close()
+    await node.stop()
+    await rooms.close()
     await registry.close()
 
 

@@ -155,7 +155,9 @@ class Session:
             self.room, self.peer = await self.manager.join(self.room_id, message, self.connection)
         except JoinRefused as refusal:
             log.info("join refused", extra={"room_id": self.room_id, "code": str(refusal.code)})
-            await self.connection.send(protocol.error(refusal.code, refusal.message))
+            await self.connection.send(
+                protocol.error(refusal.code, refusal.message, refusal.signaling_url)
+            )
             await self.connection.close(REFUSAL_CLOSE_CODES[refusal.code], str(refusal.code))
 
     async def leave(self, reason: str) -> None:

@@ -314,7 +314,14 @@ BUILT: dict[str, list[dict[str, Any]]] = {
         )
     ],
     "room-ended": [protocol.room_ended()],
-    "error": [protocol.error(ErrorCode.ROOM_FULL, "This room already has 4 participants.")],
+    "error": [
+        protocol.error(ErrorCode.ROOM_FULL, "This room already has 4 participants."),
+        protocol.error(
+            ErrorCode.WRONG_NODE,
+            "This room is served by another node.",
+            "ws://10.0.0.6:8081/ws/AbCdEf1234",
+        ),
+    ],
 }
 
 
