@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from redis_support import RedisServer, free_port
+from redis_support import RedisServer, free_port, stop_process
 
 from kaamos_sfu.auth import issue_token
 from kaamos_sfu.redis_registry import RedisRegistry
@@ -67,13 +67,7 @@ class NodeProcess:
         self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

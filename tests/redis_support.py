@@ -71,12 +71,17 @@ class RedisServer:
             return s.recv(65536)
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout`."""
+    if process.poll() is None:
+        process.terminate()
         try:
-            self.process.wait(10)
+            process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-        self.process = None
+            process.kill()
+            process.wait(timeout)
