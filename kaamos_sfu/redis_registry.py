@@ -18,6 +18,7 @@ call, so the node recovers by itself when Redis returns.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import math
@@ -335,7 +336,9 @@ class RedisRegistry:
         return record
 
     async def _call(self, awaitable: Awaitable[T]) -> T:
+        """Await one Redis call, bounded by timeout_seconds in all (retry included)."""
         try:
-            return await awaitable
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise RegistryUnavailable(f"Redis: {exc}") from exc
+            async with asyncio.timeout(self.timeout_seconds):
+                return await awaitable
+        except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as exc:
+            raise RegistryUnavailable(f"Redis: {exc or 'timed out'}") from exc

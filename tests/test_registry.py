@@ -371,3 +371,31 @@ async def test_redis_unreachable_raises_registry_unavailable(clock: FakeClock) -
                 await call
     finally:
         await registry.close()
+
+
+async def test_redis_hung_then_back(clock: FakeClock, tmp_path) -> None:
+    """A Redis that stops answering fails each call within timeout_seconds; the same
+    registry works again once Redis answers, with no reconnect by hand."""
+    import signal
+    import time
+
+    from redis_support import RedisServer
+
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    registry = RedisRegistry(server.url, ttl_seconds=TTL, timeout_seconds=0.5, clock=clock)
+    try:
+        record = await registry.create(None, "a")
+        assert server.process is not None
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            with pytest.raises(RegistryUnavailable):
+                await registry.get(record.room_id)
+            assert time.monotonic() - start < 1.5
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        assert await registry.get(record.room_id) == record
+    finally:
+        await registry.close()
+        server.stop()
