@@ -17,7 +17,7 @@ from aiohttp import web
 from . import __version__
 from .appkeys import API_SECRET, CONFIG, NODE, REGISTRY, ROOMS
 from .auth import Unauthorized, verify_bearer
-from .registry import CreatorId, RegistryUnavailable, RoomRecord, is_valid_room_id
+from .registry import CreatorId, NodeInfo, RegistryUnavailable, RoomRecord, is_valid_room_id
 
 log = logging.getLogger(__name__)
 
@@ -198,9 +198,20 @@ async def get_room(request: web.Request) -> web.Response:
             "participants": participants,
             "created_at": rfc3339(record.created_at),
             "expires_at": rfc3339(record.expires_at),
-            "signaling_url": owner.room_signaling_url(room_id),
+            "signaling_url": _signaling_url(request, owner, room_id),
         }
     )
+
+
+def _signaling_url(request: web.Request, owner: NodeInfo, room_id: str) -> str:
+    """The owner's WebSocket URL for the room. A single node with no configured URL
+    (server.public_url, cluster.node_url) names itself as the client reached it, so that a
+    page opened at http://192.168.1.5:8080 does not get sent to localhost."""
+    config = request.app[CONFIG]
+    configured = config.server.public_url or config.cluster.node_url
+    if owner.node_id == request.app[NODE].node_id and not configured:
+        return f"{'wss' if request.secure else 'ws'}://{request.host}/ws/{room_id}"
+    return owner.room_signaling_url(room_id)
 
 
 async def delete_room(request: web.Request) -> web.Response:

@@ -67,7 +67,7 @@ class RtcClient:
         keyframe_interval: int = KEYFRAME_INTERVAL,
         auto_answer: bool = True,
         decode: bool = True,
-        resolve: bool = False,
+        resolve: bool = True,
     ) -> None:
         self.base_url = base_url
         self.room_id = room_id
@@ -76,8 +76,8 @@ class RtcClient:
         self.auto_answer = auto_answer
         self.video_codec = video_codec
         self.decode = decode  # False: count packets and frames, skip the decoder (benchmarks)
-        # True: look up the room's signaling_url before connecting (clusters). In-process
-        # test servers listen on a random port that their public_url does not name.
+        # Look up the room's signaling_url before connecting, as clients must (False: go
+        # straight to base_url's /ws/<room_id>, and get WRONG_NODE if it is elsewhere).
         self.resolve = resolve
         self.ws_url: str | None = None  # the WebSocket joined last
         self.tracks: dict[str, MediaStreamTrack] = {}

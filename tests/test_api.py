@@ -188,7 +188,7 @@ async def test_create_logs_room_and_sub_not_token(
 
 async def test_get_room(client: Client, token: str) -> None:
     """GET on a fresh room is 200 with no participants, the creation timestamps and the
-    node's own WebSocket URL for the room (built from server.public_url)."""
+    node's own WebSocket URL for the room: with no URL configured, as the client reached it."""
     created = await create_room(client, token)
     resp = await client.get(f"/api/rooms/{created['room_id']}")
     assert resp.status == 200
@@ -198,13 +198,14 @@ async def test_get_room(client: Client, token: str) -> None:
         "participants": 0,
         "created_at": created["created_at"],
         "expires_at": created["expires_at"],
-        "signaling_url": f"ws://localhost:8080/ws/{created['room_id']}",
+        "signaling_url": f"ws://{client.host}:{client.port}/ws/{created['room_id']}",
     }
 
 
 @pytest.mark.parametrize(
     ("cluster", "signaling_url"),
     [
+        ({}, "wss://meet.example.org/ws/"),
         ({"node_url": "https://sfu2.example.org/"}, "wss://sfu2.example.org/ws/"),
         ({"node_url": "http://10.0.0.5:{port}"}, "ws://10.0.0.5:8080/ws/"),
     ],
@@ -212,7 +213,8 @@ async def test_get_room(client: Client, token: str) -> None:
 async def test_get_room_signaling_url_follows_node_url(
     make_config: Any, make_client: Any, cluster: dict[str, str], signaling_url: str
 ) -> None:
-    """signaling_url is derived from cluster.node_url: https becomes wss, {port} the port."""
+    """signaling_url is derived from cluster.node_url, else server.public_url: https
+    becomes wss, {port} the port."""
     client = await make_client(
         make_config(server={"public_url": "https://meet.example.org"}, cluster=cluster)
     )

@@ -55,7 +55,7 @@ async def call(
     base: NodeProcess, room_id: str, names: str = "AB", **options: object
 ) -> AsyncIterator[list[RtcClient]]:
     """Clients that look the room up on `base` and join it, each seeing the others' video."""
-    made = [RtcClient(base.url, room_id, name, resolve=True, **options) for name in names]  # type: ignore[arg-type]
+    made = [RtcClient(base.url, room_id, name, **options) for name in names]  # type: ignore[arg-type]
     try:
         for client in made:
             reply = await client.join()
@@ -97,7 +97,7 @@ async def test_room_made_on_one_node_joined_via_another_carries_media(cluster: C
     holders = [await cluster.holder(room_id) for room_id in rooms]
     room_id, holder = next((r, h) for r, h in zip(rooms, holders, strict=True) if h is not b)
     holder_ws = f"ws://127.0.0.1:{holder.port}/ws/{room_id}"
-    follower = RtcClient(b.url, room_id, "F")  # connects to B's own /ws first
+    follower = RtcClient(b.url, room_id, "F", resolve=False)  # connects to B's /ws first
     try:
         assert (await follower.join())["type"] == "joined"
         assert follower.messages[0] == {
@@ -172,14 +172,14 @@ async def test_redis_down_keeps_media_and_recovers(cluster: Cluster) -> None:
                 assert response.status == 503
                 assert (await response.json())["error"]["code"] == "REGISTRY_UNAVAILABLE"
                 assert response.headers["Retry-After"] == "5"
-        viewer = RtcClient(holder.url, room_id, "V", publish=())
+        viewer = RtcClient(holder.url, room_id, "V", publish=(), resolve=False)
         try:
             assert (await viewer.join())["type"] == "joined"
             await viewer.wait_decoded((b.peer_id or "", "camera"), 10, timeout=30)
         finally:
             await viewer.close()
         elsewhere = next(n for n in cluster.nodes if n is not holder)
-        refused = RtcClient(elsewhere.url, room_id, "X", publish=())
+        refused = RtcClient(elsewhere.url, room_id, "X", publish=(), resolve=False)
         try:
             reply = await refused.join()
             assert reply["code"] == "REGISTRY_UNAVAILABLE"
