@@ -56,6 +56,7 @@ class Node:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._registry_ok = True
+        self._stopping = False
 
     @property
     def info(self) -> NodeInfo:
@@ -78,9 +79,10 @@ class Node:
 
     async def stop(self) -> None:
         """Stop beating and leave the node set at once (best effort: Redis may be down)."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait({self._task}, timeout=self.config.cluster.redis_timeout_seconds)
         try:
             await asyncio.wait_for(
                 self.registry.remove_node(self.node_id), self.config.cluster.redis_timeout_seconds
@@ -138,7 +140,7 @@ class Node:
 
     async def _heartbeats(self) -> None:
         interval = self.config.cluster.heartbeat_seconds
-        while True:
+        while not self._stopping:  # a flag as well: a Redis client may swallow a cancel
             self._changed.clear()
             try:
                 await self._beat()
@@ -149,7 +151,8 @@ class Node:
             else:
                 self._registry_state(True, "")
             try:
-                await asyncio.wait_for(self._changed.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._changed.wait()
             except TimeoutError:
                 pass
 

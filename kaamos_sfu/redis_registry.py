@@ -341,4 +341,8 @@ class RedisRegistry:
             async with asyncio.timeout(self.timeout_seconds):
                 return await awaitable
         except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # redis-py can turn a cancellation into a connection error: keep it a cancel.
+                raise asyncio.CancelledError from exc
             raise RegistryUnavailable(f"Redis: {exc or 'timed out'}") from exc

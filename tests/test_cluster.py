@@ -91,7 +91,8 @@ async def test_rooms_spread_and_every_node_agrees(cluster: Cluster) -> None:
 async def test_room_made_on_one_node_joined_via_another_carries_media(cluster: Cluster) -> None:
     """A room created via node A is joined via node B: a client that connects to B gets
     WRONG_NODE and follows it, one that looks the room up goes straight to the holder; both
-    decode each other's video, payloads unchanged, and every node counts two participants."""
+    decode each other's video, payloads unchanged, and every node counts two participants.
+    Deleting the room through B ends the call on the holder."""
     a, b = cluster.nodes[0], cluster.nodes[1]
     rooms = [await cluster.create_room(a) for _ in range(3)]  # on three different nodes
     holders = [await cluster.holder(room_id) for room_id in rooms]
@@ -120,13 +121,24 @@ async def test_room_made_on_one_node_joined_via_another_carries_media(cluster: C
                 return all(body["participants"] == 2 and body["active"] for _, body in answers)
 
             await until(all_count_two, 10, "every node to count two participants")
+
+            # Deleted through a node that does not hold it: the holder ends the call.
+            async with cluster.http.delete(
+                f"{b.url}/api/rooms/{room_id}",
+                headers={"Authorization": f"Bearer {cluster.token}"},
+            ) as response:
+                assert response.status == 204
+            for client in (follower, resolver):
+                await client.wait_for(lambda m: m["type"] == "room-ended", timeout=10)
+                await until(lambda c=client: _true(c.close_code == 4001), 5, "close 4001")
     finally:
         await follower.close()
 
 
 async def test_killed_node_leaves_and_its_room_moves(cluster: Cluster) -> None:
     """SIGKILL the node holding a call: it leaves the node set within the node ttl (plus a
-    beat), the next lookup moves the room to a live node, and a rejoin carries media."""
+    beat), the next lookup moves the room to a live node, and a rejoin carries media. The
+    new holder, stopped with SIGTERM, exits promptly and leaves the node set at once."""
     room_id = await cluster.create_room(cluster.nodes[0])
     victim = await cluster.holder(room_id)
     survivors = [n for n in cluster.nodes if n is not victim]
@@ -150,6 +162,12 @@ async def test_killed_node_leaves_and_its_room_moves(cluster: Cluster) -> None:
         assert c.ws_url == d.ws_url == body["signaling_url"]
         before = decoded(c, d)
         await c.wait_decoded((d.peer_id or "", "camera"), before + 30, timeout=20)
+    # Stopped cleanly right after its call, a node exits promptly and leaves the set at once.
+    start = time.monotonic()
+    new_holder.process.terminate()
+    new_holder.process.wait(10)
+    assert new_holder.name not in {n.node_id for n in await cluster.live_nodes()}
+    assert time.monotonic() - start < min(5.0, NODE_TTL_SECONDS * 2)
 
 
 async def test_redis_down_keeps_media_and_recovers(cluster: Cluster) -> None:
