@@ -119,8 +119,6 @@ class Node:
             claimed = await self.registry.claim(record.room_id, record.node_id, target.node_id)
             if claimed is None:
                 raise LookupError(record.room_id)
-            if claimed.node_id == record.node_id:  # cannot happen: claim compares the holder
-                raise AssertionError("claim did not move the room")
             log.info(
                 "room moved",
                 extra={"room_id": record.room_id, "from": record.node_id, "to": claimed.node_id},
