@@ -16,9 +16,16 @@ from typing import Any
 from aiohttp import web
 
 from . import __version__
-from .appkeys import API_SECRET, CONFIG, EDGE, LIFECYCLE, REGISTRY, ROOMS
+from .appkeys import API_SECRET, CONFIG, EDGE, LIFECYCLE, NODE, REGISTRY, ROOMS
 from .auth import Unauthorized, verify_bearer
-from .registry import CreatorId, RoomRecord, is_valid_room_id, retry_after_seconds
+from .registry import (
+    CreatorId,
+    NodeInfo,
+    RegistryUnavailable,
+    RoomRecord,
+    is_valid_room_id,
+    retry_after_seconds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +34,8 @@ MAX_CREATOR_ID_LENGTH = 64
 # integer so that every store and client can hold them.
 MAX_CREATOR_ID_INT = 2**63 - 1
 RATE_WINDOW_SECONDS = 60.0  # the "per minute" of api.rooms_per_minute_*
+# Seconds a client should wait before retrying when the registry (Redis) is unreachable.
+REGISTRY_RETRY_AFTER = 5
 
 # Codes for errors raised by aiohttp itself rather than by our handlers.
 _HTTP_CODES = {
@@ -102,6 +111,14 @@ async def _json_errors(
         return await handler(request)
     except ApiError as exc:
         return _error_response(exc.status, exc.code, exc.message, exc.headers)
+    except RegistryUnavailable as exc:
+        log.warning("registry unavailable", extra={"path": request.path, "error": str(exc)})
+        return _error_response(
+            503,
+            "REGISTRY_UNAVAILABLE",
+            "the room registry is unavailable; try again shortly",
+            {"Retry-After": str(REGISTRY_RETRY_AFTER)},
+        )
     except web.HTTPException as exc:
         if exc.status < 400:  # redirects and the like are not errors
             raise
@@ -217,9 +234,10 @@ async def create_room(request: web.Request) -> web.Response:
         )
     creator = _creator_user_id(await _read_create_body(request))
     await _check_create_allowed(request, sub, creator)
-    record = await request.app[REGISTRY].create(creator)
+    node = await request.app[NODE].place()
+    record = await request.app[REGISTRY].create(creator, node.node_id)
     request.app[ROOMS].counts.rooms_created += 1
-    log.info("room created", extra={"room_id": record.room_id, "sub": sub})
+    log.info("room created", extra={"room_id": record.room_id, "sub": sub, "node": node.node_id})
     body = {
         "room_id": record.room_id,
         "url": f"{request.app[EDGE].base_url(request)}/room/{record.room_id}",
@@ -234,7 +252,17 @@ async def get_room(request: web.Request) -> web.Response:
     record = await _existing_room(request, room_id)
     if record.expired():
         raise ApiError(410, "ROOM_EXPIRED", f"room {room_id} has expired")
-    participants = request.app[ROOMS].participants(room_id)
+    node = request.app[NODE]
+    try:
+        owner = await node.route(record)  # moves the room if its node is dead
+    except LookupError:
+        raise ApiError(404, "ROOM_NOT_FOUND", f"no room {room_id}") from None
+    if owner.node_id == node.node_id:
+        participants = request.app[ROOMS].participants(room_id)
+    elif owner.node_id == record.node_id:  # as its node published it (join, leave, heartbeat)
+        participants = record.participants
+    else:  # just moved off a dead node: nobody is in it yet
+        participants = 0
     return web.json_response(
         {
             "room_id": room_id,
@@ -242,8 +270,22 @@ async def get_room(request: web.Request) -> web.Response:
             "participants": participants,
             "created_at": rfc3339(record.created_at),
             "expires_at": rfc3339(record.expires_at),
+            "signaling_url": _signaling_url(request, owner, room_id),
         }
     )
+
+
+def _signaling_url(request: web.Request, owner: NodeInfo, room_id: str) -> str:
+    """The owner's WebSocket URL for the room. A single node with no configured URL
+    (server.public_url, cluster.node_url) names itself as the client reached it, so that a
+    page opened at http://192.168.1.5:8080 does not get sent to localhost."""
+    config = request.app[CONFIG]
+    configured = config.server.public_url or config.cluster.node_url
+    if owner.node_id == request.app[NODE].node_id and not configured:
+        # As the client reached us: through trusted proxies, with TLS or not.
+        base = request.app[EDGE].base_url(request)
+        return f"ws{base.removeprefix('http')}/ws/{room_id}"
+    return owner.room_signaling_url(room_id)
 
 
 async def delete_room(request: web.Request) -> web.Response:

@@ -8,13 +8,15 @@ from pathlib import Path
 from aiohttp import web
 
 from . import api, edge, metrics, pages, room_snapshot, signaling
-from .appkeys import API_SECRET, CONFIG, EDGE, LIFECYCLE, REGISTRY, ROOMS
+from .appkeys import API_SECRET, CONFIG, EDGE, LIFECYCLE, NODE, REGISTRY, ROOMS
 from .auth import load_or_create_secret
+from .cluster import Node
 from .config import Config, ConfigError
 from .ice_addresses import AnnouncedAddresses, PortRange, interface_addresses
 from .lifecycle import Lifecycle
 from .memory_registry import MemoryRegistry
 from .preflight import check_files
+from .registry import RoomRegistry
 from .rooms import RoomManager
 from .rtc_bridge import HostCandidatePlan, configure_ice
 
@@ -53,16 +55,34 @@ def _configure_ice(config: Config) -> None:
     configure_ice([*ice.host_addresses, *from_interfaces], plan)
 
 
+def make_registry(config: Config) -> RoomRegistry:
+    """Redis when cluster.redis_url is set (shared by every node), else in this process."""
+    ttl = config.rooms.expire_after_hours * 3600
+    if not config.cluster.redis_url:
+        return MemoryRegistry(ttl_seconds=ttl)
+    from .redis_registry import RedisRegistry  # only clusters load redis-py
+
+    return RedisRegistry(
+        config.cluster.redis_url, ttl, timeout_seconds=config.cluster.redis_timeout_seconds
+    )
+
+
 async def _registry_and_rooms(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    registry = MemoryRegistry(ttl_seconds=config.rooms.expire_after_hours * 3600)
+    registry = make_registry(config)
+    # A single node keeps its in-memory rooms over a restart; with Redis they live there.
     state_dir = Path(config.server.state_dir)
-    registry.restore(room_snapshot.load(state_dir))
-    app[REGISTRY] = registry
-    app[ROOMS] = RoomManager(config, registry)
+    if isinstance(registry, MemoryRegistry):
+        registry.restore(room_snapshot.load(state_dir))
+    node = Node(config, registry)
+    rooms = RoomManager(config, registry, node)
+    app[REGISTRY], app[NODE], app[ROOMS] = registry, node, rooms
+    node.start(rooms.live_counts, rooms.end_rooms_soon)
     yield
-    await app[ROOMS].close()
-    room_snapshot.save(state_dir, registry.records())
+    await node.stop()
+    await rooms.close()
+    if isinstance(registry, MemoryRegistry):
+        room_snapshot.save(state_dir, registry.records())
     await registry.close()
 
 

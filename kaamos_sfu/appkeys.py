@@ -10,6 +10,7 @@ from .config import Config
 from .lifecycle import Lifecycle
 
 if TYPE_CHECKING:
+    from .cluster import Node
     from .edge import Edge
     from .metrics import Metrics
     from .registry import RoomRegistry
@@ -22,3 +23,4 @@ REGISTRY: web.AppKey[RoomRegistry] = web.AppKey("registry")
 ROOMS: web.AppKey[RoomManager] = web.AppKey("rooms")
 EDGE: web.AppKey[Edge] = web.AppKey("edge")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+NODE: web.AppKey[Node] = web.AppKey("node")

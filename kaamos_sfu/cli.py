@@ -1,6 +1,7 @@
 """The `kaamos-sfu` command: run the server, issue an API token, or check a config file.
 
     kaamos-sfu [serve] [--config PATH] [--set SECTION.KEY=VALUE ...] [--host H] [--port P]
+                       [--workers N]
     kaamos-sfu token --sub NAME [--expires-in SECONDS] [--config PATH] [--set ...]
     kaamos-sfu check-config [--config PATH] [--set ...]
 
@@ -31,7 +32,9 @@ EXIT_CONFIG = 2
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(_with_default_command(sys.argv[1:] if argv is None else argv))
+    full_argv = _with_default_command(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(full_argv)
+    args.argv = full_argv  # --workers starts each worker with the same command line
     try:
         code = args.run(args)
     except ConfigError as exc:
@@ -57,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_option(serve)
     serve.add_argument("--host", help="address to listen on (overrides server.host)")
     serve.add_argument("--port", type=int, help="port to listen on (overrides server.port)")
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run N server processes on ports PORT..PORT+N-1 sharing cluster.redis_url",
+    )
     serve.set_defaults(run=_serve)
 
     token = commands.add_parser("token", help="print a bearer token for the room API")
@@ -98,6 +108,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _load(args: argparse.Namespace) -> Config:
     path = args.config
     if path is None and DEFAULT_CONFIG.is_file():
@@ -112,6 +132,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         config.server.port = args.port
     validate(config)  # the command-line values too
+    if args.workers > 1:
+        from .workers import run_workers
+
+        setup_logging(config.log.level)
+        return run_workers(config, args.argv, args.workers)
     ssl_context = tls_context(config)
     setup_logging(config.log.level)
     _install_uvloop()

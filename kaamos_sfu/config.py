@@ -126,6 +126,25 @@ class MediaConfig:
 
 
 @dataclass
+class ClusterConfig:
+    # redis://host:port/db shared by every node. Empty: rooms live in this process only.
+    redis_url: str = ""
+    # This node's id in the cluster. Empty: <hostname>-<port>-<random>, new on every start.
+    node_id: str = ""
+    # This node's own base URL as browsers reach it; its WebSocket URL is derived from it
+    # (http -> ws, https -> wss). "{port}" is replaced by server.port. Empty:
+    # server.public_url.
+    node_url: str = ""
+    # Rooms this node is meant to hold: placement weighs each node's load by it.
+    capacity: int = 100
+    # How often the node refreshes its entry, and how long the entry lives without that.
+    heartbeat_seconds: float = 2.0
+    node_ttl_seconds: float = 6.0
+    # A Redis call slower than this fails (503 REGISTRY_UNAVAILABLE).
+    redis_timeout_seconds: float = 2.0
+
+
+@dataclass
 class LogConfig:
     level: str = "info"
 
@@ -139,6 +158,7 @@ class Config:
     signaling: SignalingConfig = field(default_factory=SignalingConfig)
     ice: IceConfig = field(default_factory=IceConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -146,6 +166,17 @@ class Config:
         scheme = "https" if self.server.tls_cert_file else "http"
         url = self.server.public_url or f"{scheme}://localhost:{self.server.port}"
         return url.rstrip("/")
+
+    @property
+    def node_url(self) -> str:
+        """This node's own base URL (cluster.node_url with {port} filled, or public_url)."""
+        url = self.cluster.node_url.replace("{port}", str(self.server.port))
+        return url.rstrip("/") if url else self.public_url
+
+    @property
+    def signaling_url(self) -> str:
+        """Base of this node's WebSocket URLs: ws(s)://host[:port][/prefix]."""
+        return "ws" + self.node_url.removeprefix("http")
 
     @property
     def static_dir(self) -> Path:
@@ -386,6 +417,29 @@ def validate(config: Config) -> None:
         config.server.shutdown_retry_after_seconds >= 0,
         "server.shutdown_retry_after_seconds",
         "must be 0 or more",
+    )
+    check(
+        not config.cluster.redis_url
+        or config.cluster.redis_url.startswith(("redis://", "rediss://", "unix://")),
+        "cluster.redis_url",
+        "must start with redis://, rediss:// or unix://",
+    )
+    check(
+        not config.cluster.node_url or config.cluster.node_url.startswith(("http://", "https://")),
+        "cluster.node_url",
+        "must start with http:// or https://",
+    )
+    check(config.cluster.capacity >= 1, "cluster.capacity", "must be at least 1")
+    check(config.cluster.heartbeat_seconds > 0, "cluster.heartbeat_seconds", "must be positive")
+    check(
+        config.cluster.node_ttl_seconds >= 2 * config.cluster.heartbeat_seconds,
+        "cluster.node_ttl_seconds",
+        "must be at least twice cluster.heartbeat_seconds",
+    )
+    check(
+        config.cluster.redis_timeout_seconds > 0,
+        "cluster.redis_timeout_seconds",
+        "must be positive",
     )
     check(
         config.log.level in ("debug", "info", "warning", "error"),

@@ -7,8 +7,9 @@ forge). The client address keys the per-IP rate limits and the access log; the s
 host build links when `server.public_url` is not set.
 
 Browsers: /api/ answers CORS only for `api.cors_origins`; the WebSocket accepts pages
-from the server's own origin and `signaling.allowed_origins` (a client without an Origin
-header is not a browser page and is let in).
+from the server's own origin, the origins of the cluster's live nodes (a page served by one
+node signals to the node that holds the room) and `signaling.allowed_origins` (a client
+without an Origin header is not a browser page and is let in).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from .appkeys import EDGE
+from .appkeys import EDGE, NODE
 from .config import Config, origin_of
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -75,12 +76,16 @@ class Edge:
             return self.config.public_url  # a malformed Host: do not echo it into links
         return f"{scheme}://{host}"
 
-    def websocket_origin_allowed(self, request: web.BaseRequest) -> bool:
+    def websocket_origin_allowed(self, request: web.Request) -> bool:
         origin = request.headers.get("Origin")
         if origin is None:
             return True  # not a browser page: browsers always send Origin on a WebSocket
         origin = origin.lower()
-        return origin in self.ws_origins or origin == origin_of(self.base_url(request))
+        return (
+            origin in self.ws_origins
+            or origin == origin_of(self.base_url(request))
+            or origin in request.app[NODE].origins()
+        )
 
     async def handle(
         self,

@@ -4,7 +4,9 @@ An expired room is kept for one more ttl so that the API and signaling can say "
 (410, close 4410) instead of "not found"; after that it is purged. Purging happens lazily
 on `create` and `count`, so there is no background task to start or cancel.
 
-Rate limits are sliding windows: the times of the last `limit` events per key.
+Rate limits are sliding windows: the times of the last `limit` events per key. Nodes are
+kept like in Redis (a heartbeat with a ttl), so one node routes through the same code as a
+cluster: it is simply the only node.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from .registry import CreatorId, RoomRecord, new_room_id
+from .registry import (
+    PLACEMENT_WINDOW_SECONDS,
+    TOMBSTONE_SECONDS,
+    CreatorId,
+    NodeInfo,
+    RoomRecord,
+    new_room_id,
+)
 
 # Rate-limit keys kept before stale ones are swept (one per creator, token or IP).
 _EVENT_KEYS_BEFORE_SWEEP = 10_000
@@ -28,8 +37,11 @@ class MemoryRegistry:
         self._clock = clock
         self._rooms: dict[str, RoomRecord] = {}
         self._events: dict[str, deque[float]] = {}
+        self._nodes: dict[str, NodeInfo] = {}
+        self._placed: deque[tuple[float, str]] = deque()  # (time, node_id), oldest first
+        self._tombstones: dict[str, float] = {}  # deleted room id -> when
 
-    async def create(self, creator_user_id: CreatorId) -> RoomRecord:
+    async def create(self, creator_user_id: CreatorId, node_id: str | None = None) -> RoomRecord:
         now = self._clock()
         self._purge(now)
         room_id = new_room_id()
@@ -41,8 +53,10 @@ class MemoryRegistry:
             created_at=now,
             last_activity=now,
             ttl_seconds=self.ttl_seconds,
+            node_id=node_id,
         )
         self._rooms[room_id] = record
+        self._record_placement(now, node_id)
         return dataclasses.replace(record)
 
     async def get(self, room_id: str) -> RoomRecord | None:
@@ -64,13 +78,62 @@ class MemoryRegistry:
             record.last_activity = now
 
     async def delete(self, room_id: str) -> bool:
+        now = self._clock()
+        for old in [r for r, at in self._tombstones.items() if at <= now - TOMBSTONE_SECONDS]:
+            del self._tombstones[old]
+        self._tombstones[room_id] = now
         record = self._rooms.pop(room_id, None)
-        return record is not None and not self._purgeable(record, self._clock())
+        return record is not None and not self._purgeable(record, now)
 
     async def count(self) -> int:
         now = self._clock()
         self._purge(now)
         return sum(1 for record in self._rooms.values() if not record.expired(now))
+
+    async def claim(self, room_id: str, expected: str | None, node_id: str) -> RoomRecord | None:
+        now = self._clock()
+        record = self._rooms.get(room_id)
+        if record is None or self._purgeable(record, now):
+            return None
+        if record.node_id == expected:
+            record.node_id = node_id
+            record.participants = 0
+            self._record_placement(now, node_id)
+        return dataclasses.replace(record)
+
+    async def sync_rooms(self, node_id: str, counts: dict[str, int]) -> list[str]:
+        now = self._clock()
+        ended = []
+        for room_id, count in counts.items():
+            record = self._rooms.get(room_id)
+            if room_id in self._tombstones:
+                ended.append(room_id)
+            elif record is not None:
+                record.participants = count
+            elif count:
+                self._rooms[room_id] = RoomRecord(
+                    room_id, None, now, now, self.ttl_seconds, node_id, count
+                )
+        return ended
+
+    async def heartbeat(self, node: NodeInfo, ttl_seconds: float) -> None:
+        self._nodes[node.node_id] = dataclasses.replace(
+            node, placed=0, expires_at=self._clock() + ttl_seconds
+        )
+
+    async def nodes(self) -> list[NodeInfo]:
+        now = self._clock()
+        while self._placed and self._placed[0][0] <= now - PLACEMENT_WINDOW_SECONDS:
+            self._placed.popleft()
+        for node_id in [n.node_id for n in self._nodes.values() if n.expires_at <= now]:
+            del self._nodes[node_id]
+        return [
+            dataclasses.replace(node, placed=sum(1 for _, n in self._placed if n == node.node_id))
+            for node in self._nodes.values()
+        ]
+
+    async def remove_node(self, node_id: str) -> None:
+        self._nodes.pop(node_id, None)
 
     async def rate_limit(self, key: str, limit: int, window_seconds: float) -> float:
         now = self._clock()
@@ -97,6 +160,13 @@ class MemoryRegistry:
     async def close(self) -> None:
         self._rooms.clear()
         self._events.clear()
+        self._nodes.clear()
+        self._placed.clear()
+        self._tombstones.clear()
+
+    def _record_placement(self, now: float, node_id: str | None) -> None:
+        if node_id is not None:
+            self._placed.append((now, node_id))
 
     @staticmethod
     def _purgeable(record: RoomRecord, now: float) -> bool:

@@ -19,6 +19,8 @@ class ErrorCode(StrEnum):
     ROOM_NOT_FOUND = "ROOM_NOT_FOUND"
     ROOM_FULL = "ROOM_FULL"
     ROOM_EXPIRED = "ROOM_EXPIRED"
+    WRONG_NODE = "WRONG_NODE"
+    REGISTRY_UNAVAILABLE = "REGISTRY_UNAVAILABLE"
     BAD_MESSAGE = "BAD_MESSAGE"
     RATE_LIMITED = "RATE_LIMITED"
 
@@ -27,12 +29,14 @@ class CloseCode(IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001
     MESSAGE_TOO_BIG = 1009
+    TRY_AGAIN_LATER = 1013
     ROOM_ENDED = 4001
     INVALID_ROOM_ID = 4400
     ROOM_NOT_FOUND = 4404
     TIMEOUT = 4408
     ROOM_FULL = 4409
     ROOM_EXPIRED = 4410
+    WRONG_NODE = 4421
     FLOOD = 4429
     INTERNAL_ERROR = 4500
     TOO_SLOW = 4503
@@ -44,6 +48,8 @@ REFUSAL_CLOSE_CODES = {
     ErrorCode.ROOM_NOT_FOUND: CloseCode.ROOM_NOT_FOUND,
     ErrorCode.ROOM_FULL: CloseCode.ROOM_FULL,
     ErrorCode.ROOM_EXPIRED: CloseCode.ROOM_EXPIRED,
+    ErrorCode.WRONG_NODE: CloseCode.WRONG_NODE,
+    ErrorCode.REGISTRY_UNAVAILABLE: CloseCode.TRY_AGAIN_LATER,
 }
 
 
@@ -216,11 +222,20 @@ def offer(sdp: str, tracks: dict[str, tuple[str, str]]) -> dict[str, Any]:
     }
 
 
-def error(code: ErrorCode, message: str, retry_after: int | None = None) -> dict[str, Any]:
-    """An error message; `retry_after` (seconds) says when a rate-limited client may retry."""
+def error(
+    code: ErrorCode,
+    message: str,
+    *,
+    retry_after: int | None = None,
+    signaling_url: str | None = None,
+) -> dict[str, Any]:
+    """An error message; `retry_after` (seconds) says when a rate-limited client may retry,
+    `signaling_url` where a WRONG_NODE client must connect instead."""
     body: dict[str, Any] = {"type": "error", "code": str(code), "message": message}
     if retry_after is not None:
         body["retry_after"] = retry_after
+    if signaling_url is not None:
+        body["signaling_url"] = signaling_url
     return body
 
 

@@ -13,11 +13,12 @@ from collections.abc import Coroutine
 from typing import Any
 
 from . import protocol
+from .cluster import Node
 from .config import Config
 from .negotiation import SEND, TrackKey, WantedTrack
 from .peer import Connection, Peer, PublishedTrack
 from .protocol import SOURCE_KIND, SOURCES, CloseCode, ErrorCode, Join
-from .registry import RoomRegistry, is_valid_room_id
+from .registry import RegistryUnavailable, RoomRecord, RoomRegistry, is_valid_room_id
 from .stats import CallCounts, MediaCounts
 from .turn_credentials import ice_servers_for
 
@@ -25,10 +26,11 @@ log = logging.getLogger(__name__)
 
 
 class JoinRefused(Exception):
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, signaling_url: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.signaling_url = signaling_url  # WRONG_NODE: where the room is served
 
 
 class ServerDraining(Exception):
@@ -74,9 +76,10 @@ class Room:
 
 
 class RoomManager:
-    def __init__(self, config: Config, registry: RoomRegistry) -> None:
+    def __init__(self, config: Config, registry: RoomRegistry, node: Node) -> None:
         self.config = config
         self.registry = registry
+        self.node = node
         self.rooms: dict[str, Room] = {}
         self.counts = CallCounts()
         self.retired_media = MediaCounts()  # counted by peers that have left
@@ -97,6 +100,15 @@ class RoomManager:
         room = self.rooms.get(room_id)
         return len(room.peers) if room is not None else 0
 
+    def live_counts(self) -> dict[str, int]:
+        """Peers per room live on this node."""
+        return {room_id: len(room.peers) for room_id, room in self.rooms.items()}
+
+    def end_rooms_soon(self, room_ids: list[str]) -> None:
+        """Rooms deleted through another node: end their calls here."""
+        for room_id in room_ids:
+            self.spawn(self.end_room(room_id))
+
     async def join(self, room_id: str, join: Join, connection: Connection) -> tuple[Room, Peer]:
         """Admit a peer and send it `joined`, or raise JoinRefused with the error code
         (ServerDraining while the server shuts down)."""
@@ -111,11 +123,9 @@ class RoomManager:
     async def _join(self, room_id: str, join: Join, connection: Connection) -> tuple[Room, Peer]:
         if not is_valid_room_id(room_id):
             raise JoinRefused(ErrorCode.INVALID_ROOM_ID, "Room ids are 10 letters and digits.")
-        record = await self.registry.get(room_id)
-        if record is None:
-            raise JoinRefused(ErrorCode.ROOM_NOT_FOUND, "There is no such room.")
+        record = await self._routed_record(room_id)
         room = self.rooms.get(room_id)
-        if record.expired() and room is None:
+        if record is not None and record.expired() and room is None:
             raise JoinRefused(ErrorCode.ROOM_EXPIRED, "This room has expired.")
         room = self.rooms.setdefault(room_id, Room(room_id, self))
         if len(room.peers) >= self.config.rooms.max_peers:
@@ -145,8 +155,44 @@ class RoomManager:
         )
         await room.broadcast(protocol.peer_joined(peer.info), exclude=peer)
         peer.request_offer()
-        await self.registry.touch(room_id)
+        self.node.rooms_changed()
+        await self._touch(room_id)
         return room, peer
+
+    async def _routed_record(self, room_id: str) -> RoomRecord | None:
+        """The room's record if this node serves the room; else JoinRefused (WRONG_NODE with
+        the serving node's URL, ROOM_NOT_FOUND, REGISTRY_UNAVAILABLE).
+
+        Without the registry, a room already live here still admits joins (None): it exists,
+        this node holds it, and a call in progress keeps it from expiring."""
+        try:
+            record = await self.registry.get(room_id)
+            if record is None:
+                raise JoinRefused(ErrorCode.ROOM_NOT_FOUND, "There is no such room.")
+            owner = await self.node.route(record)
+        except LookupError:
+            raise JoinRefused(ErrorCode.ROOM_NOT_FOUND, "There is no such room.") from None
+        except RegistryUnavailable:
+            if room_id in self.rooms:
+                return None
+            raise JoinRefused(
+                ErrorCode.REGISTRY_UNAVAILABLE, "The room registry is unavailable; try again."
+            ) from None
+        if owner.node_id != self.node.node_id:
+            raise JoinRefused(
+                ErrorCode.WRONG_NODE,
+                "This room is served by another node.",
+                signaling_url=owner.room_signaling_url(room_id),
+            )
+        return record
+
+    async def _touch(self, room_id: str) -> None:
+        """Record activity; never fails a join or leave (the record may be gone or the
+        registry down: the keepalive and the heartbeat catch up)."""
+        try:
+            await self.registry.touch(room_id)
+        except RegistryUnavailable:
+            log.debug("touch failed", exc_info=True)
 
     async def leave(
         self, room: Room, peer: Peer, reason: str, close_code: int | None = None
@@ -169,16 +215,15 @@ class RoomManager:
         room.tracks_changed()
         if close_code is not None:
             await peer.connection.close(close_code, reason)
-        try:
-            await self.registry.touch(room.room_id)
-        except Exception:  # the record may be gone (room deleted); nothing to extend
-            log.debug("touch failed", exc_info=True)
+        self.node.rooms_changed()
+        await self._touch(room.room_id)
 
     async def end_room(self, room_id: str) -> None:
         """Send room-ended to every peer of the room and disconnect them (close 4001)."""
         room = self.rooms.pop(room_id, None)
         if room is None:
             return
+        self.node.rooms_changed()
         peers = list(room.peers.values())
         room.peers.clear()
         for peer in peers:
@@ -254,4 +299,4 @@ class RoomManager:
         while True:
             await asyncio.sleep(interval)
             for room_id in list(self.rooms):
-                await self.registry.touch(room_id)
+                await self._touch(room_id)

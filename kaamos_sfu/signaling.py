@@ -33,7 +33,7 @@ from .protocol import (
     Publish,
     Unpublish,
 )
-from .registry import retry_after_seconds
+from .registry import RegistryUnavailable, retry_after_seconds
 from .rooms import JoinRefused, Room, RoomManager, ServerDraining
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,9 @@ class Session:
             self.room, self.peer = await self.manager.join(self.room_id, message, self.connection)
         except JoinRefused as refusal:
             log.info("join refused", extra={"room_id": self.room_id, "code": str(refusal.code)})
-            await self.connection.send(protocol.error(refusal.code, refusal.message))
+            await self.connection.send(
+                protocol.error(refusal.code, refusal.message, signaling_url=refusal.signaling_url)
+            )
             await self.connection.close(REFUSAL_CLOSE_CODES[refusal.code], str(refusal.code))
         except ServerDraining as draining:
             await self.connection.send(protocol.server_shutdown(draining.retry_after))
@@ -180,17 +182,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=MAX_FRAME_BYTES)
     await ws.prepare(request)
     connection = WebSocketConnection(ws)
-    client_ip = request.get(CLIENT_IP) or request.remote or ""
-    limit = config.signaling.joins_per_minute_per_ip
-    wait = await request.app[REGISTRY].rate_limit(f"ws:ip:{client_ip}", limit, 60.0)
-    if wait > 0:
-        retry_after = retry_after_seconds(wait)
-        log.info(
-            "websocket rate limited", extra={"client_ip": client_ip, "retry_after": retry_after}
-        )
-        message = f"More than {limit} connections per minute from this address."
-        await connection.send(protocol.error(ErrorCode.RATE_LIMITED, message, retry_after))
-        await connection.close(CloseCode.FLOOD, "rate limited")
+    if await _over_ip_limit(request, connection):
         connection.stop()
         return ws
     session = Session(request.match_info["room_id"], request.app[ROOMS], connection)
@@ -232,6 +224,27 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         finally:
             connection.stop()  # even when aiohttp cancels the handler during leave
     return ws
+
+
+async def _over_ip_limit(request: web.Request, connection: WebSocketConnection) -> bool:
+    """Count this connection against its address's limit; over it, refuse it (RATE_LIMITED,
+    4429). Without the registry (Redis down) the limit is not enforced: a rejoin to a call
+    that lives on this node must still get in."""
+    config = request.app[CONFIG]
+    client_ip = request.get(CLIENT_IP) or request.remote or ""
+    limit = config.signaling.joins_per_minute_per_ip
+    try:
+        wait = await request.app[REGISTRY].rate_limit(f"ws:ip:{client_ip}", limit, 60.0)
+    except RegistryUnavailable:
+        return False
+    if wait <= 0:
+        return False
+    retry_after = retry_after_seconds(wait)
+    log.info("websocket rate limited", extra={"client_ip": client_ip, "retry_after": retry_after})
+    message = f"More than {limit} connections per minute from this address."
+    await connection.send(protocol.error(ErrorCode.RATE_LIMITED, message, retry_after=retry_after))
+    await connection.close(CloseCode.FLOOD, "rate limited")
+    return True
 
 
 def _parse_frame(frame: Any, max_bytes: int) -> ClientMessage:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from redis_support import RedisServer
 
 from kaamos_sfu.app import create_app
 from kaamos_sfu.config import Config, apply_mapping, validate
@@ -73,3 +74,21 @@ async def make_client() -> AsyncIterator[MakeClient]:
 @pytest.fixture
 async def client(make_client: MakeClient, config: Config) -> Client:
     return await make_client(config)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the session; tests that share it flush it first (`redis_url`)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied for this test."""
+    if not redis_server.ping():
+        redis_server.start()
+    redis_server.command("FLUSHALL")
+    return redis_server.url

@@ -67,6 +67,7 @@ class RtcClient:
         keyframe_interval: int = KEYFRAME_INTERVAL,
         auto_answer: bool = True,
         decode: bool = True,
+        resolve: bool = True,
     ) -> None:
         self.base_url = base_url
         self.room_id = room_id
@@ -75,6 +76,10 @@ class RtcClient:
         self.auto_answer = auto_answer
         self.video_codec = video_codec
         self.decode = decode  # False: count packets and frames, skip the decoder (benchmarks)
+        # Look up the room's signaling_url before connecting, as clients must (False: go
+        # straight to base_url's /ws/<room_id>, and get WRONG_NODE if it is elsewhere).
+        self.resolve = resolve
+        self.ws_url: str | None = None  # the WebSocket joined last
         self.tracks: dict[str, MediaStreamTrack] = {}
         if "camera" in publish:
             self.tracks["camera"] = LoopedPacketTrack(
@@ -103,21 +108,47 @@ class RtcClient:
 
     # Signaling
 
-    async def connect(self) -> None:
-        self._session = aiohttp.ClientSession()
-        ws_url = self.base_url.replace("http", "ws", 1) + f"/ws/{self.room_id}"
-        self.ws = await self._session.ws_connect(ws_url, autoping=True)
+    async def connect(self, ws_url: str | None = None) -> None:
+        """Open the WebSocket: `ws_url`, else the room's signaling_url (with `resolve`), else
+        /ws/<room_id> on base_url (docs/protocol.md, "Which node to connect to")."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        self.ws_url = ws_url or await self._signaling_url()
+        self.ws = await self._session.ws_connect(self.ws_url, autoping=True)
         self._reader = asyncio.ensure_future(self._read())
 
+    async def _signaling_url(self) -> str:
+        fallback = self.base_url.replace("http", "ws", 1) + f"/ws/{self.room_id}"
+        if not self.resolve:
+            return fallback
+        assert self._session is not None
+        async with self._session.get(f"{self.base_url}/api/rooms/{self.room_id}") as response:
+            body = await response.json() if response.status == 200 else {}
+        return str(body.get("signaling_url") or fallback)
+
     async def join(self) -> dict[str, Any]:
-        """Connect, send join, and return `joined` or `error`."""
+        """Connect, send join, and return `joined` or `error`; a WRONG_NODE error is
+        followed to the node it names (at most 3 times, as the protocol says)."""
         if self.ws is None:
             await self.connect()
-        await self.send({"type": "join", "name": self.name, "publish": list(self.publish)})
-        reply = await self.wait_for(lambda m: m["type"] in ("joined", "error"))
+        for redirects in range(4):
+            start = len(self.messages)
+            await self.send({"type": "join", "name": self.name, "publish": list(self.publish)})
+            reply = await self.wait_for(lambda m: m["type"] in ("joined", "error"), start=start)
+            if reply["type"] == "error" and reply["code"] == "WRONG_NODE" and redirects < 3:
+                await self._disconnect()
+                await self.connect(reply["signaling_url"])
+                continue
+            break
         if reply["type"] == "joined":
             self.peer_id = reply["peer_id"]
         return reply
+
+    async def _disconnect(self) -> None:
+        assert self.ws is not None and self._reader is not None
+        await self.ws.close()
+        await asyncio.gather(self._reader, return_exceptions=True)
+        self.close_code = None
 
     async def send(self, message: dict[str, Any] | str) -> None:
         assert self.ws is not None

@@ -188,7 +188,8 @@ async def test_create_logs_room_and_sub_not_token(
 
 
 async def test_get_room(client: Client, token: str) -> None:
-    """GET on a fresh room is 200 with no participants and the creation timestamps."""
+    """GET on a fresh room is 200 with no participants, the creation timestamps and the
+    node's own WebSocket URL for the room: with no URL configured, as the client reached it."""
     created = await create_room(client, token)
     resp = await client.get(f"/api/rooms/{created['room_id']}")
     assert resp.status == 200
@@ -198,7 +199,29 @@ async def test_get_room(client: Client, token: str) -> None:
         "participants": 0,
         "created_at": created["created_at"],
         "expires_at": created["expires_at"],
+        "signaling_url": f"ws://{client.host}:{client.port}/ws/{created['room_id']}",
     }
+
+
+@pytest.mark.parametrize(
+    ("cluster", "signaling_url"),
+    [
+        ({}, "wss://meet.example.org/ws/"),
+        ({"node_url": "https://sfu2.example.org/"}, "wss://sfu2.example.org/ws/"),
+        ({"node_url": "http://10.0.0.5:{port}"}, "ws://10.0.0.5:8080/ws/"),
+    ],
+)
+async def test_get_room_signaling_url_follows_node_url(
+    make_config: Any, make_client: Any, cluster: dict[str, str], signaling_url: str
+) -> None:
+    """signaling_url is derived from cluster.node_url, else server.public_url: https
+    becomes wss, {port} the port."""
+    client = await make_client(
+        make_config(server={"public_url": "https://meet.example.org"}, cluster=cluster)
+    )
+    created = await create_room(client, issue_token(client.app[API_SECRET], "bot"))
+    body = await (await client.get(f"/api/rooms/{created['room_id']}")).json()
+    assert body["signaling_url"] == signaling_url + created["room_id"]
 
 
 async def test_get_room_counts_participants(

@@ -152,12 +152,44 @@ def test_env_errors_name_the_variable(env: dict[str, str], names: str) -> None:
         ({"KAAMOS_MEDIA_VIDEO_CODECS": "VP9"}, "media.video_codecs"),
         ({"KAAMOS_ICE_SERVERS": '[{"username": "u"}]'}, "ice.servers"),
         ({"KAAMOS_LOG_LEVEL": "verbose"}, "log.level"),
+        ({"KAAMOS_CLUSTER_REDIS_URL": "localhost:6379"}, "cluster.redis_url"),
+        ({"KAAMOS_CLUSTER_NODE_URL": "sfu2.example.org"}, "cluster.node_url"),
+        ({"KAAMOS_CLUSTER_CAPACITY": "0"}, "cluster.capacity"),
+        ({"KAAMOS_CLUSTER_HEARTBEAT_SECONDS": "0"}, "cluster.heartbeat_seconds"),
+        ({"KAAMOS_CLUSTER_NODE_TTL_SECONDS": "3"}, "cluster.node_ttl_seconds"),
+        ({"KAAMOS_CLUSTER_REDIS_TIMEOUT_SECONDS": "0"}, "cluster.redis_timeout_seconds"),
     ],
 )
 def test_validation_errors(env: dict[str, str], key: str) -> None:
     """Values of the right type but out of range fail validation naming the key."""
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(None, env=env)
+
+
+@pytest.mark.parametrize(
+    ("env", "node_url", "signaling_url"),
+    [
+        ({}, "http://localhost:8080", "ws://localhost:8080"),
+        (
+            {"KAAMOS_SERVER_PUBLIC_URL": "https://meet.example.org/"},
+            "https://meet.example.org",
+            "wss://meet.example.org",
+        ),
+        (
+            {
+                "KAAMOS_CLUSTER_NODE_URL": "https://meet.example.org/w/{port}/",
+                "KAAMOS_SERVER_PORT": "8081",
+            },
+            "https://meet.example.org/w/8081",
+            "wss://meet.example.org/w/8081",
+        ),
+    ],
+)
+def test_node_and_signaling_urls(env: dict[str, str], node_url: str, signaling_url: str) -> None:
+    """The node's URL is cluster.node_url with {port} filled, else server.public_url; its
+    WebSocket base swaps http for ws."""
+    config = load_config(None, env=env)
+    assert (config.node_url, config.signaling_url) == (node_url, signaling_url)
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:

@@ -318,7 +318,14 @@ BUILT: dict[str, list[dict[str, Any]]] = {
     "error": [
         protocol.error(ErrorCode.ROOM_FULL, "This room already has 4 participants."),
         protocol.error(
-            ErrorCode.RATE_LIMITED, "More than 60 connections per minute from this address.", 17
+            ErrorCode.RATE_LIMITED,
+            "More than 60 connections per minute from this address.",
+            retry_after=17,
+        ),
+        protocol.error(
+            ErrorCode.WRONG_NODE,
+            "This room is served by another node.",
+            signaling_url="ws://10.0.0.6:8081/ws/AbCdEf1234",
         ),
     ],
 }

@@ -172,7 +172,7 @@ async def test_health_is_503_until_startup_finishes(make_config):
 
     app = create_app(make_config())
     assert app[LIFECYCLE].phase is Phase.STARTING
-    app[ROOMS] = RoomManager(make_config(), registry=None)  # type: ignore[arg-type]
+    app[ROOMS] = RoomManager(make_config(), registry=None, node=None)  # type: ignore[arg-type]
     response = await health(make_mocked_request("GET", "/health", app=app))
     assert response.status == 503
     assert json.loads(response.body)["error"] == {"code": "STARTING", "message": "starting up"}

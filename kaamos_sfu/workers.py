@@ -1,0 +1,168 @@
+"""`kaamos-sfu serve --workers N`: N server processes on one machine, one per core.
+
+Python forwards media on one core per process, so a machine with more cores runs more
+processes. Each worker is an ordinary node of a cluster (docs/scaling.md): its own HTTP
+port (server.port + i), its own media sockets, and the shared Redis that routes every room
+to the worker holding it. This supervisor only starts them, restarts one that dies, and
+passes SIGTERM/SIGINT on; it serves nothing itself.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+
+from .auth import load_or_create_secret
+from .config import Config, ConfigError
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.2
+# A worker that dies is restarted after a delay that doubles up to this, reset once a
+# worker has run for RESTART_RESET_SECONDS.
+MAX_RESTART_DELAY = 30.0
+RESTART_RESET_SECONDS = 60.0
+# Workers get server.drain_seconds plus this long to stop after the signal before they
+# are killed (closing sockets and Redis takes a moment after the drain).
+STOP_MARGIN_SECONDS = 10.0
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def check_workers(config: Config, count: int) -> None:
+    """Raise ConfigError unless `count` workers can run with this configuration."""
+    if not config.cluster.redis_url:
+        raise ConfigError(
+            "--workers needs cluster.redis_url: the workers share rooms through Redis"
+        )
+    if config.server.port + count - 1 > 65535:
+        raise ConfigError(f"--workers {count}: ports from {config.server.port} exceed 65535")
+    if config.cluster.node_url and "{port}" not in config.cluster.node_url:
+        raise ConfigError(
+            "--workers needs {port} in cluster.node_url: each worker has its own address"
+        )
+    if not config.cluster.node_url and config.server.public_url:
+        raise ConfigError(
+            "--workers with server.public_url needs cluster.node_url with {port}, "
+            'e.g. "https://sfu.example.org/w/{port}": each worker has its own address'
+        )
+
+
+def worker_argv(argv: Sequence[str], port: int) -> list[str]:
+    """The worker's command line: the supervisor's, with its own port and one worker (the
+    last occurrence of an option wins)."""
+    return [sys.executable, "-m", "kaamos_sfu", *argv, "--port", str(port), "--workers", "1"]
+
+
+@dataclass
+class Worker:
+    index: int
+    port: int
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    restart_at: float | None = None
+    delay: float = 1.0
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - the supervisor runs no threads
+        )
+        self.started = time.monotonic()
+        self.restart_at = None
+        log.info(
+            "worker started",
+            extra={"worker": self.index, "port": self.port, "pid": self.process.pid},
+        )
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the supervisor dies (even by SIGKILL), so that no worker
+    is left running without it (Linux only; elsewhere nothing)."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def run_workers(config: Config, argv: Sequence[str], count: int) -> int:
+    """Start `count` workers and supervise them until SIGTERM or SIGINT; return 0."""
+    check_workers(config, count)
+    load_or_create_secret(config)  # once, so that the workers do not race to create it
+    workers = []
+    for index in range(count):
+        port = config.server.port + index
+        env = dict(os.environ)
+        if config.cluster.node_id:
+            env["KAAMOS_CLUSTER_NODE_ID"] = f"{config.cluster.node_id}-{index}"
+        workers.append(Worker(index, port, worker_argv(argv, port), env=env))
+
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stopping.append(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for worker in workers:
+            worker.start()
+        while not stopping:
+            _supervise(workers)
+            time.sleep(POLL_SECONDS)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        # The same signal: SIGTERM drains the workers' calls, SIGINT stops them at once.
+        _stop(
+            workers,
+            stopping[0] if stopping else signal.SIGTERM,
+            config.server.drain_seconds + STOP_MARGIN_SECONDS,
+        )
+    return 0
+
+
+def _supervise(workers: list[Worker]) -> None:
+    now = time.monotonic()
+    for worker in workers:
+        if worker.restart_at is not None:
+            if now >= worker.restart_at:
+                worker.start()
+            continue
+        assert worker.process is not None
+        code = worker.process.poll()
+        if code is None:
+            continue
+        if now - worker.started >= RESTART_RESET_SECONDS:
+            worker.delay = 1.0
+        log.error(
+            "worker exited; restarting",
+            extra={"worker": worker.index, "exit_code": code, "restart_in": worker.delay},
+        )
+        worker.restart_at = now + worker.delay
+        worker.delay = min(MAX_RESTART_DELAY, worker.delay * 2)
+
+
+def _stop(workers: list[Worker], signum: int, timeout: float) -> None:
+    running = [w.process for w in workers if w.process is not None and w.process.poll() is None]
+    for process in running:
+        process.send_signal(signum)
+    deadline = time.monotonic() + timeout
+    for process in running:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    log.info("workers stopped", extra={"workers": len(workers)})
