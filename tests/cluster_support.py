@@ -44,13 +44,13 @@ def cluster_env(redis: RedisServer, state_dir: Path, **extra: str) -> dict[str, 
 
 
 class NodeProcess:
-    def __init__(self, name: str, redis: RedisServer, directory: Path) -> None:
+    def __init__(self, name: str, redis: RedisServer, directory: Path, **env: str) -> None:
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         directory.mkdir(parents=True, exist_ok=True)
         self.log_path = directory / f"{name}.log"
-        env = cluster_env(redis, directory / "state", KAAMOS_CLUSTER_NODE_ID=name)
+        env = cluster_env(redis, directory / "state", KAAMOS_CLUSTER_NODE_ID=name, **env)
         with open(self.log_path, "wb") as log:
             # cwd: a directory without config.toml, so only the environment configures it.
             self.process = subprocess.Popen(
@@ -76,9 +76,9 @@ class NodeProcess:
 class Cluster:
     """N nodes on loopback sharing one Redis, and an HTTP session to talk to them."""
 
-    def __init__(self, redis: RedisServer, directory: Path, count: int) -> None:
+    def __init__(self, redis: RedisServer, directory: Path, count: int, **env: str) -> None:
         self.redis = redis
-        self.nodes = [NodeProcess(f"node{i}", redis, directory) for i in range(count)]
+        self.nodes = [NodeProcess(f"node{i}", redis, directory, **env) for i in range(count)]
         self.http = aiohttp.ClientSession()
         self.token = issue_token(API_SECRET, "cluster-tests")
         self.view = RedisRegistry(redis.url, ttl_seconds=3600, timeout_seconds=1)
