@@ -92,3 +92,12 @@ def redis_url(redis_server: RedisServer) -> str:
         redis_server.start()
     redis_server.command("FLUSHALL")
     return redis_server.url
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which the test may stop and restart."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()

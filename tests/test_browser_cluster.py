@@ -5,7 +5,7 @@ themselves, the room moves to the live node, and media flows again without a rel
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +18,6 @@ pytestmark = [
     pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium"),
     pytest.mark.timeout(180),
 ]
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
