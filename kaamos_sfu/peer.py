@@ -269,8 +269,11 @@ class Peer:
         negotiated = sender.negotiated
         assert negotiated is not None
         subscriber_payload_type = next(
-            (c.payload_type for c in negotiated.codecs
-             if not c.is_rtx and c.key() == published.codec.key()),
+            (
+                c.payload_type
+                for c in negotiated.codecs
+                if not c.is_rtx and c.key() == published.codec.key()
+            ),
             None,
         )
         if subscriber_payload_type is None:
@@ -300,7 +303,7 @@ class Peer:
         sender.downtrack = downtrack
         sender.uptrack = published.uptrack
         published.uptrack.attach(downtrack)
-        self._spawn(published.uptrack.request_keyframe())
+        published.uptrack.request_keyframe()
 
     def _unbind(self, sender: ForwardingSender) -> None:
         """Stop forwarding to this m-line; its DownTrack stays for sequence continuity."""
@@ -360,9 +363,14 @@ class Peer:
     def _on_connection_state(self) -> None:
         # "closed" without our close(): the client closed its peer connection, or its
         # transport died; either way no media will flow again on this connection.
-        if self.pc is not None and not self.closed and self.pc.connectionState in (
-            "failed",
-            "closed",
+        if (
+            self.pc is not None
+            and not self.closed
+            and self.pc.connectionState
+            in (
+                "failed",
+                "closed",
+            )
         ):
             self.room.remove_soon(self, f"connection {self.pc.connectionState}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from .downtrack import DownTrack, RtpPacketLike, SenderClock
 from .receive_stats import ReceiveStats
@@ -25,7 +25,8 @@ class UpTrack:
 
     Subscribers change rarely and packets arrive often, so the list of DownTracks is an
     immutable tuple replaced on attach/detach: the per-packet loop never copies it, and a
-    change during an `await` in the loop does not disturb the iteration.
+    change made while the loop runs (a failing subscription detaches itself) does not
+    disturb the iteration.
     """
 
     def __init__(
@@ -37,7 +38,7 @@ class UpTrack:
         codec_name: str,
         clock_rate: int,
         payload_type: int,
-        request_keyframe: Callable[[int], Awaitable[None]],
+        request_keyframe: Callable[[int], None],
     ) -> None:
         self.peer_id = peer_id
         self.source = source
@@ -60,7 +61,7 @@ class UpTrack:
     def detach(self, downtrack: DownTrack) -> None:
         self.downtracks = tuple(d for d in self.downtracks if d is not downtrack)
 
-    async def forward(self, packet: RtpPacketLike) -> None:
+    def forward(self, packet: RtpPacketLike) -> None:
         """Hand one packet (already unwrapped from RTX) to every subscriber."""
         self.packets_received += 1
         if not packet.payload:
@@ -71,16 +72,16 @@ class UpTrack:
             try:
                 data = downtrack.rewrite(packet, send_time)
                 if data is not None:
-                    await downtrack.sink.send_rtp(data)
+                    downtrack.sink.send_rtp(data)
                 elif downtrack.needs_keyframe:
                     waiting = True
             except Exception:  # one broken subscription must not stop the others
                 log.exception("dropping a failing subscription", extra={"peer_id": self.peer_id})
                 self.detach(downtrack)
         if waiting:
-            await self.request_keyframe()
+            self.request_keyframe()
 
-    async def request_keyframe(self) -> None:
+    def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe, at most once per KEYFRAME_REQUEST_INTERVAL."""
         if self.kind != "video" or self.media_ssrc is None:
             return
@@ -89,7 +90,7 @@ class UpTrack:
             return
         self._last_keyframe_request = now
         self.keyframe_requests += 1
-        await self._request_keyframe(self.media_ssrc)
+        self._request_keyframe(self.media_ssrc)
 
     def restart(self, media_ssrc: int) -> None:
         """The publisher now sends on another SSRC: its numbering starts over."""

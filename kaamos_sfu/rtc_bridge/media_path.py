@@ -1,0 +1,134 @@
+"""SRTP straight between the nominated ICE pair's UDP socket and the forwarding core.
+
+aiortc's path costs far more than its unavoidable parts (SRTP, one recv, one send): an
+incoming packet goes through aioice's queue, a task wake-up, a full `RtpPacket.parse` and
+several coroutines; an outgoing one through five nested coroutines down to
+`transport.sendto`. Here an SRTP packet is unprotected in the socket's datagram callback,
+parsed into an `RtpHeader` and handed, synchronously, to its receiver; outgoing RTP and
+RTCP are protected and written with one `sendto`. DTLS, STUN and incoming RTCP still take
+aiortc's path (they are rare).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, cast
+from weakref import WeakKeyDictionary
+
+import pylibsrtp
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+
+from ..forwarding.rtp_header import RtpHeader
+
+log = logging.getLogger(__name__)
+
+RTP_COMPONENT = 1
+
+
+class RtpHandler(Protocol):
+    """A receiver the media path delivers parsed RTP to."""
+
+    def handle_rtp(self, packet: RtpHeader, now: float) -> None: ...
+
+
+class MediaPath:
+    """Fast RTP/RTCP I/O for one (bundled) DTLS transport."""
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        self.dtls = dtls
+        self.connection = dtls.transport._connection
+        self.packets_received = 0  # RTP handled here, not by aiortc's receive queue
+        self.packets_sent = 0
+        self._pair: Any = None
+        self._sendto: Callable[[bytes, Any], None] | None = None
+        self._address: tuple[str, int] | None = None
+        self._queue_datagram: Callable[[bytes, int], None] | None = None
+
+    # Sending
+
+    def send_rtp(self, data: bytes) -> None:
+        """Protect and send one RTP packet; dropped silently if not connected (yet)."""
+        if self.dtls._state is not State.CONNECTED or not self._route():
+            return
+        assert self._sendto is not None
+        self._sendto(self.dtls._tx_srtp.protect(data), self._address)
+        self.packets_sent += 1
+
+    def send_rtcp(self, data: bytes) -> None:
+        if self.dtls._state is not State.CONNECTED or not self._route():
+            return
+        assert self._sendto is not None
+        self._sendto(self.dtls._tx_srtp.protect_rtcp(data), self._address)
+
+    def _route(self) -> bool:
+        """Follow the nominated pair: ICE may nominate another one during the call."""
+        pair = self.connection._nominated.get(RTP_COMPONENT)
+        if pair is None:
+            return False
+        if pair is not self._pair:
+            self._pair = pair
+            self._address = pair.remote_addr
+            self._sendto = pair.protocol.transport.sendto
+        return True
+
+    # Receiving
+
+    def start_receiving(self) -> None:
+        """Take SRTP out of aioice's receive queue from now on (idempotent). RTP that
+        aioice had already queued still reaches aiortc's `_handle_rtp_data`: it gets the
+        same parsing and delivery."""
+        if self._queue_datagram is None:
+            self._queue_datagram = self.connection.data_received
+            self.connection.data_received = self._datagram  # type: ignore[method-assign]
+            self.dtls._handle_rtp_data = self._handle_queued  # type: ignore[method-assign]
+
+    def _datagram(self, data: bytes, component: int) -> None:
+        # Called by the socket's datagram_received for everything that is not STUN.
+        srtp = self.dtls._rx_srtp
+        if (
+            srtp is None
+            or len(data) < 12
+            or not 127 < data[0] < 192
+            or 192 <= data[1] <= 208  # RTCP: aiortc parses and routes it
+            or self.dtls._state is not State.CONNECTED
+        ):
+            assert self._queue_datagram is not None
+            self._queue_datagram(data, component)
+            return
+        try:
+            data = srtp.unprotect(data)
+        except pylibsrtp.Error:
+            return  # replayed or forged: aiortc drops these too
+        self._deliver(data)
+
+    async def _handle_queued(self, data: bytes, arrival_time_ms: int) -> None:
+        self._deliver(data)
+
+    def _deliver(self, data: bytes) -> None:
+        try:
+            packet = RtpHeader.parse(data)
+        except ValueError:
+            return
+        self.packets_received += 1
+        # Every receiver on a server transport is a ForwardingReceiver.
+        receiver = cast(RtpHandler | None, self.dtls._rtp_router.route_rtp(packet))  # type: ignore[arg-type]
+        if receiver is None:
+            return
+        try:
+            receiver.handle_rtp(packet, time.monotonic())
+        except Exception:
+            # An exception escaping datagram_received would close the socket for everyone.
+            log.exception("RTP handling failed")
+
+
+_paths: WeakKeyDictionary[RTCDtlsTransport, MediaPath] = WeakKeyDictionary()
+
+
+def media_path(dtls: RTCDtlsTransport) -> MediaPath:
+    """The one MediaPath of this DTLS transport."""
+    path = _paths.get(dtls)
+    if path is None:
+        path = _paths[dtls] = MediaPath(dtls)
+    return path
