@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(chromium python3-venv iproute2)
+packages=(chromium python3-venv iproute2 janus gcc libc6-dev)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=()
     for p in "${packages[@]}"; do
@@ -27,8 +27,8 @@ if [ ! -x .venv/bin/python ]; then
     echo "==> python3 -m venv .venv"
     python3 -m venv .venv
 fi
-echo "==> pip install -e .[test]"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+echo "==> pip install -e .[test,bench]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,bench]'
 
 export PYTHONUNBUFFERED=1
 if [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null && command -v ip >/dev/null; then

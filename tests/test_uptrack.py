@@ -293,6 +293,24 @@ def test_keyframe_request_throttle(
     assert up.keyframe_requests == len(sent_at)
 
 
+def test_new_subscriber_skips_the_throttle_once_a_keyframe_answered(clock: FakeTime) -> None:
+    """A subscriber attaching right after another gets its keyframe request out at once if
+    the previous request was already answered; never while it is still unanswered, and a
+    subscriber's own PLI always waits out the interval."""
+    requests = Requests()
+    up = make_uptrack(requests, "video")
+    up.request_keyframe(new_subscriber=True)
+    clock.now += 0.1
+    up.request_keyframe(new_subscriber=True)  # unanswered: throttled
+    assert len(requests.calls) == 1
+    up.forward(Packet(1, payload=VP8_KEY))  # the publisher answered
+    clock.now += 0.1
+    up.request_keyframe()  # a PLI from a subscriber: still throttled
+    assert len(requests.calls) == 1
+    up.request_keyframe(new_subscriber=True)
+    assert len(requests.calls) == 2
+
+
 def test_forward_requests_are_throttled_too(clock: FakeTime) -> None:
     """A stream of inter frames to a waiting subscriber yields one PLI per interval."""
     requests = Requests()

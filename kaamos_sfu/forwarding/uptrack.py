@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from .downtrack import DownTrack, RtpPacketLike, SenderClock
+from .keyframe import starts_keyframe
 from .receive_stats import ReceiveStats
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class UpTrack:
         self.downtracks: tuple[DownTrack, ...] = ()
         self._request_keyframe = request_keyframe
         self._last_keyframe_request = -KEYFRAME_REQUEST_INTERVAL
+        self._keyframe_pending = False  # requested, and no keyframe has arrived since
         self.packets_received = 0
         self.keyframe_requests = 0
 
@@ -66,6 +68,8 @@ class UpTrack:
         self.packets_received += 1
         if not packet.payload:
             return  # padding only: bandwidth probing between publisher and us
+        if self._keyframe_pending and starts_keyframe(self.codec_name, packet.payload):
+            self._keyframe_pending = False
         send_time = abs_send_time(time.time())
         waiting = False
         for downtrack in self.downtracks:
@@ -81,14 +85,20 @@ class UpTrack:
         if waiting:
             self.request_keyframe()
 
-    def request_keyframe(self) -> None:
-        """Ask the publisher for a keyframe, at most once per KEYFRAME_REQUEST_INTERVAL."""
+    def request_keyframe(self, new_subscriber: bool = False) -> None:
+        """Ask the publisher for a keyframe, at most once per KEYFRAME_REQUEST_INTERVAL.
+
+        A new subscriber need not wait out the interval when the last request has already
+        been answered with a keyframe: its video would otherwise start up to 0.5 s late
+        whenever someone else joined just before. Subscribers' own PLIs never skip it."""
         if self.kind != "video" or self.media_ssrc is None:
             return
         now = time.monotonic()
-        if now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+        answered = new_subscriber and not self._keyframe_pending
+        if now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL and not answered:
             return
         self._last_keyframe_request = now
+        self._keyframe_pending = True
         self.keyframe_requests += 1
         self._request_keyframe(self.media_ssrc)
 

@@ -1,0 +1,60 @@
+"""The benchmark's quick mode still runs end to end against all three systems (a smoke
+test, not a measurement: the windows are far too short for the figures to mean much)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(180)
+def test_quick_mode_measures_every_system(tmp_path: Path) -> None:
+    """One room of 4 on Kaamos, Janus and the naive relay: packets forwarded on every
+    track, joins timed, CPU read, and the JSON, Markdown and PNG written."""
+    if shutil.which("janus") is None:
+        pytest.skip("janus is not installed (tests/run.sh installs it as root)")
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "quick",
+            "--rooms",
+            "1",
+            "--warmup",
+            "0.5",
+            "--window",
+            "1.5",
+            "--max-minutes",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    run = json.loads((tmp_path / "results.json").read_text())
+    results = {r["system"]: r for r in run["results"]}
+    assert set(results) == {"kaamos", "janus", "relay"}
+    for name, result in results.items():
+        assert "error" not in result, (name, result)
+        assert result["participants"] == 4
+        assert result["tracks"] == 24, (name, result)  # each of 4 receives 3 x (audio, video)
+        assert result["dead_tracks"] == 0, (name, result)
+        assert result["forwarded_pps"] > 0 and result["us_per_fwd_pkt"] > 0
+        assert result["join_to_first_packet_ms"]["median"] is not None
+    assert results["kaamos"]["latency_samples"] > 0
+    assert {r["system"] for r in run["ratios"]} == {"janus", "relay"}
+    assert "| kaamos | 1 |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
