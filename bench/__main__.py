@@ -2,7 +2,7 @@
 
     python -m bench quick                 # about 1-2 minutes: R = 1, 2
     python -m bench full                  # R = 1, 2, 4, 6, 8, ... until loss or saturation
-    python -m bench quick --systems kaamos,kaamos@/tmp/old-checkout --profile
+    python -m bench quick --systems kaamos,kaamos-old@/tmp/old-checkout --profile
 
 Each run writes results.json, results.md and results.png to --out. The run re-executes
 itself in a private network namespace (`unshare -n`, only `lo`) unless it is already in
@@ -103,7 +103,7 @@ def main() -> None:
         "--systems",
         default="kaamos,janus,relay",
         type=lambda s: s.split(","),
-        help="comma-separated: kaamos, janus, relay, kaamos@/other/checkout",
+        help="comma-separated: kaamos, janus, relay, LABEL@/other/kaamos/checkout",
     )
     parser.add_argument(
         "--rooms",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ROOT
-from .servers import System, machine_cpu, tree_usage
+from .servers import System, machine_cpu, tree_usage, udp_drops
 
 SATURATED_BUSY = 90.0  # % of the whole machine
 SATURATED_SFU = 90.0  # % of one core for a single-process SFU
@@ -93,7 +93,7 @@ async def _load(
                 "-m",
                 "bench.worker",
                 "--system",
-                system.name.split("@")[0],
+                system.client,
                 "--url",
                 system.url,
                 "--rooms",
@@ -133,7 +133,7 @@ async def _load(
 def _server_sample(system: System) -> dict[str, float]:
     cpu, rss = tree_usage(system.pid)
     total, idle = machine_cpu()
-    return {"cpu": cpu, "rss": rss, "total": total, "idle": idle}
+    return {"cpu": cpu, "rss": rss, "total": total, "idle": idle, "udp_drops": udp_drops()}
 
 
 async def _stop_workers(workers: list[WorkerProcess]) -> None:
@@ -153,7 +153,7 @@ async def _stop_workers(workers: list[WorkerProcess]) -> None:
 def _start_profiler(
     system: System, settings: Settings, logs: Path, rooms: int
 ) -> tuple[subprocess.Popen[bytes], Path] | None:
-    if not settings.profile or not system.name.startswith("kaamos"):
+    if not settings.profile or system.client != "kaamos":
         return None
     output = logs / f"profile-{system.name.replace('/', '_')}-R{rooms}.txt"
     py_spy = Path(sys.executable).parent / "py-spy"
@@ -246,6 +246,7 @@ def _result(
         if total("expected")
         else None,
         "rtx_pkts": total("rtx"),
+        "kernel_udp_drops": int(after["udp_drops"] - before["udp_drops"]),
         "nacks_sent": total("nacks"),
         "dead_tracks": total("dead_tracks"),
         "tracks": total("tracks"),
@@ -271,8 +272,12 @@ def _result(
 
 def saturation(result: dict[str, Any], system: System) -> str | None:
     """Which side ran out of CPU, if any: the SFU process, or the machine (clients)."""
-    single_process = not (system.name.startswith("kaamos") and getattr(system, "workers", 1) > 1)
-    if system.name != "janus" and single_process and result["sfu_cpu_pct_of_core"] >= SATURATED_SFU:
+    single_process = getattr(system, "workers", 1) == 1
+    if (
+        system.client != "janus"
+        and single_process
+        and result["sfu_cpu_pct_of_core"] >= SATURATED_SFU
+    ):
         return "sfu"  # one Python process cannot use more than one core
     if result["machine_busy_pct"] >= SATURATED_BUSY:
         # Both share the machine: whoever uses more of it is the one that filled it.

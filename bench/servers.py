@@ -67,6 +67,17 @@ def machine_cpu() -> tuple[float, float]:
     return sum(values) / CLOCK_TICKS, (values[3] + values[4]) / CLOCK_TICKS
 
 
+def udp_drops() -> int:
+    """Datagrams the kernel dropped in this network namespace (full socket buffers)."""
+    rows = [
+        line.split()
+        for line in Path("/proc/net/snmp").read_text().splitlines()
+        if line.startswith("Udp:")
+    ]
+    counters = dict(zip(rows[0][1:], map(int, rows[1][1:]), strict=True))
+    return counters["RcvbufErrors"] + counters["SndbufErrors"]
+
+
 def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -86,6 +97,7 @@ class System(ABC):
     """One system under test: its server process(es) and how load clients reach it."""
 
     name: str
+    client: str  # which load-client adapter speaks its signaling
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -128,7 +140,7 @@ class System(ABC):
 
 
 class Kaamos(System):
-    name = "kaamos"
+    name = client = "kaamos"
 
     def __init__(self, workdir: Path, source: Path = ROOT, workers: int = 1) -> None:
         super().__init__(workdir)
@@ -183,7 +195,7 @@ class Kaamos(System):
 
 
 class NaiveRelay(System):
-    name = "relay"
+    name = client = "relay"
 
     def start(self) -> None:
         port = free_port()
@@ -235,7 +247,7 @@ class Janus(System):
     (LD_PRELOAD) clears that flag so that, with ice_enforce_list = "lo", its only host
     candidate is 127.0.0.1."""
 
-    name = "janus"
+    name = client = "janus"
 
     def start(self) -> None:
         if shutil.which("janus") is None:
@@ -280,15 +292,16 @@ class Janus(System):
         return [str(1000 + i) for i in range(count)]  # the worker creates them over the API
 
 
-def make_system(name: str, workdir: Path, kaamos_workers: int = 1) -> System:
-    """`kaamos`, `janus`, `relay`, or `kaamos@/path/to/checkout` (another version)."""
-    if name.startswith("kaamos"):
-        source = Path(name.split("@", 1)[1]) if "@" in name else ROOT
-        system = Kaamos(workdir, source, kaamos_workers)
-        system.name = name
+def make_system(spec: str, workdir: Path, kaamos_workers: int = 1) -> System:
+    """`kaamos`, `janus`, `relay`, or `LABEL@/path/to/checkout` for another version of
+    Kaamos, reported under LABEL (e.g. `kaamos-before@/tmp/old`)."""
+    label, _, source = spec.partition("@")
+    if source or label == "kaamos":
+        system = Kaamos(workdir, Path(source) if source else ROOT, kaamos_workers)
+        system.name = label
         return system
-    if name == "janus":
+    if label == "janus":
         return Janus(workdir)
-    if name == "relay":
+    if label == "relay":
         return NaiveRelay(workdir)
-    raise ValueError(f"unknown system {name!r}")
+    raise ValueError(f"unknown system {spec!r}")

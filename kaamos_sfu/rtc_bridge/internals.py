@@ -42,7 +42,8 @@ def check_internals(pc: RTCPeerConnection | None = None) -> None:
     # media_path: SRTP sessions, state and the ICE pair whose socket it writes to.
     assert hasattr(State, "CONNECTED"), "aiortc.rtcdtlstransport.State.CONNECTED"
     assert callable(aioice.ice.Connection.data_received), "aioice Connection.data_received"
-    assert callable(aioice.ice.StunProtocol.datagram_received), "aioice StunProtocol"
+    assert callable(aioice.ice.StunProtocol.datagram_received), "StunProtocol.datagram_received"
+    assert "local_candidate" in aioice.ice.StunProtocol.__annotations__, "StunProtocol"
     assert isinstance(aioice.ice.CandidatePair.remote_addr, property), "CandidatePair.remote_addr"
     # connection.settle() and close_peer_connection() find this background task by name.
     assert hasattr(RTCPeerConnection, "_RTCPeerConnection__connect"), "RTCPeerConnection.__connect"
@@ -61,3 +62,4 @@ def check_internals(pc: RTCPeerConnection | None = None) -> None:
         for name in ("_state", "_rx_srtp", "_tx_srtp"):
             assert hasattr(dtls, name), f"RTCDtlsTransport.{name}"
         assert isinstance(connection._nominated, dict), "aioice Connection._nominated"
+        assert isinstance(connection._protocols, list), "aioice Connection._protocols"

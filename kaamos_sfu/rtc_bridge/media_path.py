@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 from weakref import WeakKeyDictionary
 
 import pylibsrtp
@@ -44,7 +44,7 @@ class MediaPath:
         self._pair: Any = None
         self._sendto: Callable[[bytes, Any], None] | None = None
         self._address: tuple[str, int] | None = None
-        self._queue_datagram: Callable[[bytes, int], None] | None = None
+        self._receiving = False
 
     # Sending
 
@@ -76,26 +76,39 @@ class MediaPath:
     # Receiving
 
     def start_receiving(self) -> None:
-        """Take SRTP out of aioice's receive queue from now on (idempotent). RTP that
-        aioice had already queued still reaches aiortc's `_handle_rtp_data`: it gets the
-        same parsing and delivery."""
-        if self._queue_datagram is None:
-            self._queue_datagram = self.connection.data_received
-            self.connection.data_received = self._datagram  # type: ignore[method-assign]
-            self.dtls._handle_rtp_data = self._handle_queued  # type: ignore[method-assign]
+        """Take SRTP out of aioice's path from now on (idempotent): each local socket's
+        datagram callback hands RTP and RTCP here before aioice tries to parse them as
+        STUN. RTP that aioice had already queued still reaches aiortc's
+        `_handle_rtp_data`: it gets the same parsing and delivery."""
+        if self._receiving:
+            return
+        self._receiving = True
+        self.dtls._handle_rtp_data = self._handle_queued  # type: ignore[method-assign]
+        protocols: list[Any] = self.connection._protocols  # gathered before any offer
+        for protocol in protocols:
+            protocol.datagram_received = self._receiver_for(protocol)
+
+    def _receiver_for(self, protocol: Any) -> Callable[[bytes, Any], None]:
+        stun_received = protocol.datagram_received
+        component = protocol.local_candidate.component
+
+        def datagram_received(data: bytes, address: Any) -> None:
+            # RTP and RTCP start with version 2 (0b10...); STUN with 0b00 and DTLS with 20-63.
+            if len(data) >= 12 and 127 < data[0] < 192:
+                self._datagram(data, component)
+            else:
+                stun_received(data, address)
+
+        return datagram_received
 
     def _datagram(self, data: bytes, component: int) -> None:
-        # Called by the socket's datagram_received for everything that is not STUN.
         srtp = self.dtls._rx_srtp
         if (
             srtp is None
-            or len(data) < 12
-            or not 127 < data[0] < 192
             or 192 <= data[1] <= 208  # RTCP: aiortc parses and routes it
             or self.dtls._state is not State.CONNECTED
         ):
-            assert self._queue_datagram is not None
-            self._queue_datagram(data, component)
+            self.connection.data_received(data, component)  # aioice's queue, as before
             return
         try:
             data = srtp.unprotect(data)
@@ -113,7 +126,8 @@ class MediaPath:
             return
         self.packets_received += 1
         # Every receiver on a server transport is a ForwardingReceiver.
-        receiver = cast(RtpHandler | None, self.dtls._rtp_router.route_rtp(packet))  # type: ignore[arg-type]
+        route = self.dtls._rtp_router.route_rtp
+        receiver: RtpHandler | None = route(packet)  # type: ignore[arg-type,assignment]
         if receiver is None:
             return
         try:
