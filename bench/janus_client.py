@@ -15,7 +15,12 @@ import aiohttp
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from media import LoopedPacketTrack
 
-from .loadclient import new_peer_connection, register_video_sender, watch_receiver
+from .loadclient import (
+    enlarge_receive_buffers,
+    new_peer_connection,
+    register_video_sender,
+    watch_receiver,
+)
 from .participant import Participant, add_publishing_transceivers, nothing
 
 PLUGIN = "janus.plugin.videoroom"
@@ -198,6 +203,7 @@ class JanusParticipant(Participant):
                 key = (len(self.subscriptions), transceiver.mid)
                 self.remote[key] = watch_receiver(transceiver.receiver, publisher, transceiver.kind)
         await pc.setLocalDescription(await pc.createAnswer())
+        enlarge_receive_buffers(pc)
         await self.session.message(
             handle,
             {"request": "start", "room": self.room},

@@ -11,7 +11,12 @@ import aiohttp
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from media import LoopedPacketTrack
 
-from .loadclient import new_peer_connection, register_video_sender, watch_receiver
+from .loadclient import (
+    enlarge_receive_buffers,
+    new_peer_connection,
+    register_video_sender,
+    watch_receiver,
+)
 from .participant import Participant
 
 WRONG_NODE_CLOSE = 4421
@@ -102,6 +107,7 @@ class KaamosParticipant(Participant):
                         transceiver.receiver, publisher, transceiver.kind
                     )
         await self.pc.setLocalDescription(await self.pc.createAnswer())
+        enlarge_receive_buffers(self.pc)
         for transceiver in own:
             register_video_sender(transceiver, self.name)
         await ws.send_str(json.dumps({"type": "answer", "sdp": self.pc.localDescription.sdp}))

@@ -12,6 +12,7 @@ Importing this module patches aiortc for the whole process: only load-client pro
 
 from __future__ import annotations
 
+import socket
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -85,6 +86,16 @@ def rtc_configuration() -> RTCConfiguration:
 
 def new_peer_connection() -> RTCPeerConnection:
     return RTCPeerConnection(rtc_configuration())
+
+
+def enlarge_receive_buffers(pc: RTCPeerConnection) -> None:
+    """After gathering: 4 MiB socket buffers, so that a client process that falls behind for
+    a moment queues packets instead of losing them (the SFU is what is measured)."""
+    for transceiver in pc.getTransceivers():
+        for protocol in transceiver.receiver.transport.transport._connection._protocols:
+            sock = protocol.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
 
 
 def watch_receiver(receiver: RTCRtpReceiver, publisher: str, kind: str) -> TrackStats:

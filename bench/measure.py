@@ -69,13 +69,24 @@ def summary(values: list[float]) -> dict[str, float | None]:
 
 async def measure(system: System, rooms: int, settings: Settings, logs: Path) -> dict[str, Any]:
     """Start the system, load it with `rooms` rooms of 4, measure, stop it."""
+    background = await _machine_busy(1.0)  # what others already use of this machine
     system.start()
     try:
-        _, idle_rss = tree_usage(system.pid)
+        idle_rss = tree_usage(system.pid)[2]
         room_ids = system.create_rooms(rooms)
-        return await _load(system, room_ids, idle_rss, settings, logs)
+        result = await _load(system, room_ids, idle_rss, settings, logs)
     finally:
         system.stop()
+    result["machine_busy_before_pct"] = background
+    return result
+
+
+async def _machine_busy(seconds: float) -> float:
+    total, idle = machine_cpu()
+    await asyncio.sleep(seconds)
+    total_after, idle_after = machine_cpu()
+    elapsed = total_after - total
+    return round(100 * (elapsed - (idle_after - idle)) / (elapsed or 1), 1)
 
 
 async def _load(
@@ -131,9 +142,18 @@ async def _load(
 
 
 def _server_sample(system: System) -> dict[str, float]:
-    cpu, rss = tree_usage(system.pid)
+    user, kernel, rss = tree_usage(system.pid)
     total, idle = machine_cpu()
-    return {"cpu": cpu, "rss": rss, "total": total, "idle": idle, "udp_drops": udp_drops()}
+    drops = udp_drops(system.pid)
+    return {
+        "cpu": user + kernel,
+        "kernel": kernel,
+        "rss": rss,
+        "total": total,
+        "idle": idle,
+        "sfu_drops": drops[0],
+        "client_drops": drops[1],
+    }
 
 
 async def _stop_workers(workers: list[WorkerProcess]) -> None:
@@ -241,12 +261,18 @@ def _result(
         if total("ingress")
         else None,
         "sfu_cpu_pct_of_core": round(sfu_percent, 1),
+        "sfu_kernel_share_pct": round(100 * (after["kernel"] - before["kernel"]) / sfu_cpu, 1)
+        if sfu_cpu
+        else None,
         "us_per_fwd_pkt": round(1e6 * sfu_cpu / forwarded, 2) if forwarded else None,
         "loss_pct": round(100 * total("lost") / total("expected"), 3)
         if total("expected")
         else None,
         "rtx_pkts": total("rtx"),
-        "kernel_udp_drops": int(after["udp_drops"] - before["udp_drops"]),
+        # Datagrams dropped by the kernel (full socket buffers), on the SFU's side or the
+        # clients': it says which side could not keep up.
+        "udp_drops_sfu": int(after["sfu_drops"] - before["sfu_drops"]),
+        "udp_drops_clients": int(after["client_drops"] - before["client_drops"]),
         "nacks_sent": total("nacks"),
         "dead_tracks": total("dead_tracks"),
         "tracks": total("tracks"),
@@ -280,7 +306,10 @@ def saturation(result: dict[str, Any], system: System) -> str | None:
     ):
         return "sfu"  # one Python process cannot use more than one core
     if result["machine_busy_pct"] >= SATURATED_BUSY:
-        # Both share the machine: whoever uses more of it is the one that filled it.
+        # Both share the machine: the side whose socket buffers overflowed could not keep
+        # up; without drops, whoever used more of the machine filled it.
+        if result["udp_drops_sfu"] or result["udp_drops_clients"]:
+            return "sfu" if result["udp_drops_sfu"] > result["udp_drops_clients"] else "clients"
         cores = os.cpu_count() or 1
         return "sfu" if result["sfu_cpu_pct_of_core"] > 100 * cores / 2 else "clients"
     return None

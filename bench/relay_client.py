@@ -9,7 +9,12 @@ import aiohttp
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from media import LoopedPacketTrack
 
-from .loadclient import new_peer_connection, register_video_sender, watch_receiver
+from .loadclient import (
+    enlarge_receive_buffers,
+    new_peer_connection,
+    register_video_sender,
+    watch_receiver,
+)
 from .participant import Participant, add_publishing_transceivers, nothing
 
 
@@ -71,6 +76,7 @@ class RelayParticipant(Participant):
                 key = (len(self.subscriptions), transceiver.mid)
                 self.remote[key] = watch_receiver(transceiver.receiver, publisher, transceiver.kind)
         await pc.setLocalDescription(await pc.createAnswer())
+        enlarge_receive_buffers(pc)
         await self._post("/answer", {"id": reply["id"], "sdp": pc.localDescription.sdp})
 
     def peer_connections(self) -> list[RTCPeerConnection]:

@@ -8,7 +8,7 @@ from typing import Any
 HEADER = (
     "| system | rooms ×4 | fwd pkt/s | SFU CPU % of a core | **µs / fwd pkt** | loss % | RTX | "
     "RSS / peer MB | join→1st pkt ms (med / p95 / max) | join→all tracks ms (med / p95 / max) | "
-    "latency p50 / p99 ms | clients CPU % | machine busy % | saturated |\n"
+    "latency p50 / p99 ms | clients CPU % | machine busy % (before) | saturated |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
@@ -30,7 +30,8 @@ def row(r: dict[str, Any]) -> str:
         f"{_number(r['loss_pct'], 2)} | {r['rtx_pkts']} | {_number(r['rss_per_peer_mb'], 2)} | "
         f"{_triple(r['join_to_first_packet_ms'])} | {_triple(r['join_to_all_tracks_ms'])} | "
         f"{_number(r['latency_p50_ms'], 2)} / {_number(r['latency_p99_ms'], 2)} | "
-        f"{r['client_cpu_pct_of_core']:.0f} | {r['machine_busy_pct']:.0f} | "
+        f"{r['client_cpu_pct_of_core']:.0f} | {r['machine_busy_pct']:.0f} "
+        f"({r['machine_busy_before_pct']:.0f}) | "
         f"{r['saturated'] or ''} |"
     )
 

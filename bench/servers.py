@@ -48,17 +48,18 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def tree_usage(root: int) -> tuple[float, int]:
-    """(utime + stime seconds, resident bytes) summed over the process tree."""
-    cpu, rss = 0.0, 0
+def tree_usage(root: int) -> tuple[float, float, int]:
+    """(utime, stime seconds, resident bytes) summed over the process tree."""
+    user, system, rss = 0.0, 0.0, 0
     for pid in process_tree(root):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # exited meanwhile
-        cpu += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        user += int(fields[11]) / CLOCK_TICKS
+        system += int(fields[12]) / CLOCK_TICKS
         rss += int(fields[21]) * PAGE_SIZE
-    return cpu, rss
+    return user, system, rss
 
 
 def machine_cpu() -> tuple[float, float]:
@@ -67,15 +68,26 @@ def machine_cpu() -> tuple[float, float]:
     return sum(values) / CLOCK_TICKS, (values[3] + values[4]) / CLOCK_TICKS
 
 
-def udp_drops() -> int:
-    """Datagrams the kernel dropped in this network namespace (full socket buffers)."""
-    rows = [
-        line.split()
-        for line in Path("/proc/net/snmp").read_text().splitlines()
-        if line.startswith("Udp:")
-    ]
-    counters = dict(zip(rows[0][1:], map(int, rows[1][1:]), strict=True))
-    return counters["RcvbufErrors"] + counters["SndbufErrors"]
+def udp_drops(root: int) -> tuple[int, int]:
+    """Datagrams the kernel dropped because a socket's buffer was full: (on sockets of the
+    process tree `root`, on all other sockets of this network namespace)."""
+    owned = set()
+    for pid in process_tree(root):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    owned.add(target[8:-1])
+        except OSError:
+            continue
+    mine = others = 0
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[9] in owned:
+            mine += int(fields[12])
+        else:
+            others += int(fields[12])
+    return mine, others
 
 
 def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 20) -> None:

@@ -12,6 +12,7 @@ aiortc's path (they are rare).
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -25,6 +26,9 @@ from ..forwarding.rtp_header import RtpHeader
 log = logging.getLogger(__name__)
 
 RTP_COMPONENT = 1
+# A burst (keyframes of several publishers at once, or a moment without CPU) must wait in
+# the kernel, not be dropped: Linux's default of 208 KiB holds fewer than 100 packets.
+RECEIVE_BUFFER_BYTES = 4 << 20
 
 
 class RtpHandler(Protocol):
@@ -87,6 +91,9 @@ class MediaPath:
         protocols: list[Any] = self.connection._protocols  # gathered before any offer
         for protocol in protocols:
             protocol.datagram_received = self._receiver_for(protocol)
+            sock = protocol.transport.get_extra_info("socket")
+            if sock is not None:  # capped by net.core.rmem_max
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
 
     def _receiver_for(self, protocol: Any) -> Callable[[bytes, Any], None]:
         stun_received = protocol.datagram_received
