@@ -19,6 +19,7 @@ from .servers import System, machine_cpu, tree_usage, udp_drops
 
 SATURATED_BUSY = 90.0  # % of the whole machine
 SATURATED_SFU = 90.0  # % of one core for a single-process SFU
+MIN_FORWARDED_RATIO = 0.97  # received ÷ (3 x sent) below this: someone is falling behind
 
 
 @dataclass(frozen=True)
@@ -297,7 +298,8 @@ def _result(
 
 
 def saturation(result: dict[str, Any], system: System) -> str | None:
-    """Which side ran out of CPU, if any: the SFU process, or the machine (clients)."""
+    """Which side ran out of CPU, if any: the SFU process, or the machine (clients). A side
+    that falls behind shows as packets missing from the window, queued or dropped."""
     single_process = getattr(system, "workers", 1) == 1
     if (
         system.client != "janus"
@@ -305,7 +307,8 @@ def saturation(result: dict[str, Any], system: System) -> str | None:
         and result["sfu_cpu_pct_of_core"] >= SATURATED_SFU
     ):
         return "sfu"  # one Python process cannot use more than one core
-    if result["machine_busy_pct"] >= SATURATED_BUSY:
+    behind = (result["expected_ratio"] or 0) < MIN_FORWARDED_RATIO
+    if result["machine_busy_pct"] >= SATURATED_BUSY or behind:
         # Both share the machine: the side whose socket buffers overflowed could not keep
         # up; without drops, whoever used more of the machine filled it.
         if result["udp_drops_sfu"] or result["udp_drops_clients"]:
