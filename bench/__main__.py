@@ -24,12 +24,11 @@ from typing import Any
 
 from . import ROOT, report
 from .clip import describe, ensure_clips
-from .measure import Settings, measure
+from .measure import MAX_LOSS_PCT, Settings, measure
 from .servers import make_system
 
 FULL_ROOMS = [1, 2, 4, 6, 8, 10, 12, 16, 20]
 QUICK_ROOMS = [1, 2]
-MAX_LOSS_PCT = 1.0
 
 
 def only_loopback() -> bool:

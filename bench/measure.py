@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from typing import Any
 from . import ROOT
 from .servers import System, machine_cpu, tree_usage, udp_drops
 
-SATURATED_BUSY = 90.0  # % of the whole machine
+MAX_LOSS_PCT = 1.0
 SATURATED_SFU = 90.0  # % of one core for a single-process SFU
 MIN_FORWARDED_RATIO = 0.97  # received ÷ (3 x sent) below this: someone is falling behind
 
@@ -298,8 +297,13 @@ def _result(
 
 
 def saturation(result: dict[str, Any], system: System) -> str | None:
-    """Which side ran out of CPU, if any: the SFU process, or the machine (clients). A side
-    that falls behind shows as packets missing from the window, queued or dropped."""
+    """Which side ran out, if any: the SFU, or the load clients.
+
+    A one-process SFU is saturated at 90 % of its core. Otherwise a side that ran out
+    shows as loss, or as packets missing from the window (queued or dropped): the side
+    whose socket buffers overflowed is the one; without drops, the one that used more of
+    the machine. A busy machine alone is not saturation: other programs may be using it
+    (see machine_busy_before_pct)."""
     single_process = getattr(system, "workers", 1) == 1
     if (
         system.client != "janus"
@@ -307,12 +311,10 @@ def saturation(result: dict[str, Any], system: System) -> str | None:
         and result["sfu_cpu_pct_of_core"] >= SATURATED_SFU
     ):
         return "sfu"  # one Python process cannot use more than one core
-    behind = (result["expected_ratio"] or 0) < MIN_FORWARDED_RATIO
-    if result["machine_busy_pct"] >= SATURATED_BUSY or behind:
-        # Both share the machine: the side whose socket buffers overflowed could not keep
-        # up; without drops, whoever used more of the machine filled it.
-        if result["udp_drops_sfu"] or result["udp_drops_clients"]:
-            return "sfu" if result["udp_drops_sfu"] > result["udp_drops_clients"] else "clients"
-        cores = os.cpu_count() or 1
-        return "sfu" if result["sfu_cpu_pct_of_core"] > 100 * cores / 2 else "clients"
-    return None
+    # The relay re-encodes: its packet count is not 3 x what it receives.
+    behind = system.client != "relay" and (result["expected_ratio"] or 0) < MIN_FORWARDED_RATIO
+    if not behind and (result["loss_pct"] or 0) <= MAX_LOSS_PCT:
+        return None
+    if result["udp_drops_sfu"] or result["udp_drops_clients"]:
+        return "sfu" if result["udp_drops_sfu"] > result["udp_drops_clients"] else "clients"
+    return "sfu" if result["sfu_cpu_pct_of_core"] > result["client_cpu_pct_of_core"] else "clients"
