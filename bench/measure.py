@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ROOT
-from .servers import System, machine_cpu, tree_usage, udp_drops
+from .servers import System, machine_cpu, tree_usage, udp_backlog
 
 MAX_LOSS_PCT = 1.0
 SATURATED_SFU = 90.0  # % of one core for a single-process SFU
@@ -144,15 +144,13 @@ async def _load(
 def _server_sample(system: System) -> dict[str, float]:
     user, kernel, rss = tree_usage(system.pid)
     total, idle = machine_cpu()
-    drops = udp_drops(system.pid)
     return {
         "cpu": user + kernel,
         "kernel": kernel,
         "rss": rss,
         "total": total,
         "idle": idle,
-        "sfu_drops": drops[0],
-        "client_drops": drops[1],
+        **udp_backlog(system.pid),
     }
 
 
@@ -273,6 +271,9 @@ def _result(
         # clients': it says which side could not keep up.
         "udp_drops_sfu": int(after["sfu_drops"] - before["sfu_drops"]),
         "udp_drops_clients": int(after["client_drops"] - before["client_drops"]),
+        # Bytes waiting in receive buffers at the end: where packets were queueing.
+        "udp_queued_kb_sfu": round(after["sfu_queued"] / 1024),
+        "udp_queued_kb_clients": round(after["client_queued"] / 1024),
         "nacks_sent": total("nacks"),
         "dead_tracks": total("dead_tracks"),
         "tracks": total("tracks"),

@@ -68,9 +68,10 @@ def machine_cpu() -> tuple[float, float]:
     return sum(values) / CLOCK_TICKS, (values[3] + values[4]) / CLOCK_TICKS
 
 
-def udp_drops(root: int) -> tuple[int, int]:
-    """Datagrams the kernel dropped because a socket's buffer was full: (on sockets of the
-    process tree `root`, on all other sockets of this network namespace)."""
+def udp_backlog(root: int) -> dict[str, int]:
+    """Kernel UDP counters of this network namespace, split between the sockets of the
+    process tree `root` (the SFU) and all others (the clients): datagrams dropped because
+    a socket's buffer was full, and bytes waiting in receive buffers right now."""
     owned = set()
     for pid in process_tree(root):
         try:
@@ -80,14 +81,13 @@ def udp_drops(root: int) -> tuple[int, int]:
                     owned.add(target[8:-1])
         except OSError:
             continue
-    mine = others = 0
+    out = dict.fromkeys(("sfu_drops", "client_drops", "sfu_queued", "client_queued"), 0)
     for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
         fields = line.split()
-        if fields[9] in owned:
-            mine += int(fields[12])
-        else:
-            others += int(fields[12])
-    return mine, others
+        side = "sfu" if fields[9] in owned else "client"
+        out[f"{side}_drops"] += int(fields[12])
+        out[f"{side}_queued"] += int(fields[4].split(":")[1], 16)
+    return out
 
 
 def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
