@@ -11,7 +11,40 @@ from pathlib import Path
 
 import pytest
 
+from bench.measure import saturation
+from bench.servers import Janus, Kaamos
+
 ROOT = Path(__file__).resolve().parent.parent
+
+HEALTHY = {
+    "sfu_cpu_pct_of_core": 20.0,
+    "client_cpu_pct_of_core": 40.0,
+    "loss_pct": 0.0,
+    "expected_ratio": 1.0,
+    "udp_drops_sfu": 0,
+    "udp_drops_clients": 0,
+}
+
+
+@pytest.mark.parametrize(
+    ("system", "changes", "expected"),
+    [
+        ("kaamos", {}, None),
+        ("kaamos", {"sfu_cpu_pct_of_core": 95.0}, "sfu"),  # one process: one core at most
+        ("janus", {"sfu_cpu_pct_of_core": 130.0}, None),  # threads: more than one core is fine
+        ("kaamos", {"loss_pct": 3.0, "udp_drops_clients": 500}, "clients"),
+        ("kaamos", {"loss_pct": 3.0, "udp_drops_sfu": 500, "udp_drops_clients": 20}, "sfu"),
+        ("janus", {"expected_ratio": 0.8}, "clients"),  # behind, no drops: the busier side
+        ("janus", {"expected_ratio": 0.8, "sfu_cpu_pct_of_core": 150.0}, "sfu"),
+        ("kaamos", {"loss_pct": 0.5}, None),
+    ],
+)
+def test_saturation_names_the_side_that_ran_out(
+    tmp_path: Path, system: str, changes: dict[str, float], expected: str | None
+) -> None:
+    """A full sweep stops on saturation, and the report says which side it was."""
+    under_test = Kaamos(tmp_path) if system == "kaamos" else Janus(tmp_path)
+    assert saturation({**HEALTHY, **changes}, under_test) == expected
 
 
 @pytest.mark.timeout(180)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import threading
+from pathlib import Path
 
 import aioice.ice
 from aiortc import RTCPeerConnection
@@ -11,7 +13,7 @@ from call_support import clients, create_room
 from kaamos_sfu import rtc_bridge
 from kaamos_sfu.appkeys import ROOMS
 from kaamos_sfu.rtc_bridge import ForwardingReceiver, ForwardingSender
-from kaamos_sfu.rtc_bridge.media_path import media_path
+from kaamos_sfu.rtc_bridge.media_path import RECEIVE_BUFFER_BYTES, media_path
 
 
 async def test_aiortc_internals_are_the_ones_the_bridge_uses():
@@ -84,3 +86,9 @@ async def test_media_bypasses_aiortc_queues_and_coroutines(make_config, make_cli
             sent_by_aiortc = transport._RTCDtlsTransport__tx_packets
             assert queued < path.packets_received / 10
             assert sent_by_aiortc < path.packets_sent / 10
+            # Bursts wait in the kernel: the receive buffer is as large as the system allows.
+            rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+            for protocol in transport.transport._connection._protocols:
+                sock = protocol.transport.get_extra_info("socket")
+                wanted = min(RECEIVE_BUFFER_BYTES, rmem_max)
+                assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= wanted
