@@ -19,7 +19,6 @@ from .loadclient import (
 )
 from .participant import Participant
 
-WRONG_NODE_CLOSE = 4421
 MAX_REDIRECTS = 3
 
 
@@ -31,6 +30,26 @@ async def signaling_url(http: aiohttp.ClientSession, base_url: str, room_id: str
         body = await response.json()
     url = body.get("signaling_url")
     return str(url) if url else base_url.replace("http", "ws", 1) + f"/ws/{room_id}"
+
+
+async def join_room(
+    http: aiohttp.ClientSession, base_url: str, room_id: str, join: dict[str, Any]
+) -> tuple[aiohttp.ClientWebSocketResponse, dict[str, Any]]:
+    """Send `join` where the room lives; returns the socket and the `joined` reply. A node
+    that does not hold the room answers WRONG_NODE (and closes with 4421) naming the one
+    that does: follow at most MAX_REDIRECTS of those (contract C3)."""
+    url = await signaling_url(http, base_url, room_id)
+    for _ in range(MAX_REDIRECTS + 1):
+        ws = await http.ws_connect(url, autoping=True)
+        await ws.send_str(json.dumps(join))
+        reply: dict[str, Any] = await ws.receive_json(timeout=10)
+        if reply.get("type") == "joined":
+            return ws, reply
+        await ws.close()
+        if reply.get("code") != "WRONG_NODE" or not reply.get("signaling_url"):
+            raise RuntimeError(f"join refused: {reply}")
+        url = reply["signaling_url"]
+    raise RuntimeError(f"more than {MAX_REDIRECTS} WRONG_NODE redirects")
 
 
 class KaamosParticipant(Participant):
@@ -54,21 +73,8 @@ class KaamosParticipant(Participant):
         self.publishing_on(self.pc)
 
     async def join(self, present: list[Participant]) -> None:
-        url = await signaling_url(self.http, self.base_url, self.room_id)
-        for _ in range(MAX_REDIRECTS + 1):
-            ws = await self.http.ws_connect(url, autoping=True)
-            await ws.send_str(
-                json.dumps({"type": "join", "name": self.name, "publish": list(self.tracks)})
-            )
-            reply = await ws.receive_json(timeout=10)
-            if reply.get("type") == "joined":
-                break
-            await ws.close()
-            if reply.get("code") != "WRONG_NODE" or not reply.get("signaling_url"):
-                raise RuntimeError(f"join refused: {reply}")
-            url = reply["signaling_url"]  # the node that holds the room (C3)
-        else:
-            raise RuntimeError(f"more than {MAX_REDIRECTS} WRONG_NODE redirects")
+        join = {"type": "join", "name": self.name, "publish": list(self.tracks)}
+        ws, reply = await join_room(self.http, self.base_url, self.room_id, join)
         self._ws = ws
         self.peer_id = reply["peer_id"]
         self.names = {p["peer_id"]: p["name"] for p in reply["peers"]}

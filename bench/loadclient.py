@@ -6,8 +6,8 @@ count packets, keep aiortc's receive statistics (loss, RTCP receiver reports) an
 what is missing. Some video payloads are stamped on send and on arrival (CLOCK_MONOTONIC
 is one clock for every process on the host) to measure the latency the SFU adds.
 
-Importing this module patches aiortc for the whole process: only load-client processes
-(bench/worker.py) import it.
+`patch_aiortc()` changes aiortc for the whole process: only load-client processes
+(bench/worker.py) call it.
 """
 
 from __future__ import annotations

@@ -9,8 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
+from bench.kaamos_client import join_room
 from bench.measure import saturation
 from bench.servers import Janus, Kaamos
 
@@ -91,3 +95,74 @@ def test_quick_mode_measures_every_system(tmp_path: Path) -> None:
     assert {r["system"] for r in run["ratios"]} == {"janus", "relay"}
     assert "| kaamos | 1 |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
+
+
+async def _fake_nodes(signaling_url_field: bool) -> tuple[list[TestServer], list[str]]:
+    """Two nodes: A holds no room and redirects to B with WRONG_NODE; B accepts the join.
+    A's API names B as the room's signaling_url, or leaves the field out; every WebSocket
+    visit is logged."""
+    visits: list[str] = []
+    servers: list[TestServer] = []
+
+    async def room(request: web.Request) -> web.Response:
+        body: dict[str, object] = {"room_id": "AbCdEf1234"}
+        if signaling_url_field:
+            body["signaling_url"] = str(servers[1].make_url("/ws/AbCdEf1234")).replace("http", "ws")
+        return web.json_response(body)
+
+    def node(name: str, redirect_to: int | None) -> web.Application:
+        async def socket(request: web.Request) -> web.WebSocketResponse:
+            visits.append(f"{name}{request.path}")
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            join = await ws.receive_json()
+            if redirect_to is None:
+                await ws.send_json(
+                    {"type": "joined", "peer_id": "P", "peers": [], "name": join["name"]}
+                )
+            else:
+                target = str(servers[redirect_to].make_url("/ws/AbCdEf1234")).replace("http", "ws")
+                await ws.send_json(
+                    {
+                        "type": "error",
+                        "code": "WRONG_NODE",
+                        "message": "elsewhere",
+                        "signaling_url": target,
+                    }
+                )
+                await ws.close(code=4421)
+            return ws
+
+        app = web.Application()
+        app.router.add_get("/api/rooms/{room_id}", room)
+        app.router.add_get("/ws/{room_id}", socket)
+        return app
+
+    servers.extend(
+        [TestServer(node("A", 1), host="127.0.0.1"), TestServer(node("B", None), host="127.0.0.1")]
+    )
+    for server in servers:
+        await server.start_server()
+    return servers, visits
+
+
+@pytest.mark.parametrize(
+    ("signaling_url_field", "expected"),
+    [(True, ["B/ws/AbCdEf1234"]), (False, ["A/ws/AbCdEf1234", "B/ws/AbCdEf1234"])],
+)
+async def test_kaamos_client_finds_the_node_that_holds_the_room(
+    signaling_url_field: bool, expected: list[str]
+) -> None:
+    """The bench's Kaamos client asks the API where to signal (falling back to /ws/<id>
+    when the answer has no signaling_url) and follows WRONG_NODE to the right node."""
+    servers, visits = await _fake_nodes(signaling_url_field)
+    try:
+        async with aiohttp.ClientSession() as http:
+            base = str(servers[0].make_url("")).rstrip("/")
+            ws, reply = await join_room(http, base, "AbCdEf1234", {"type": "join", "name": "x"})
+            await ws.close()
+        assert reply["type"] == "joined"
+        assert visits == expected
+    finally:
+        for server in servers:
+            await server.close()
