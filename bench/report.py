@@ -90,7 +90,9 @@ def markdown(results: list[dict[str, Any]], machine: str) -> str:
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
-    """CPU per forwarded packet and loss against R, one line per system."""
+    """CPU per forwarded packet, and loss, against R: one colour per system. Dashed: the
+    packets due but not delivered in the window (queued or dropped; not for the relay,
+    which re-encodes). A cross marks a saturated run."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,15 +105,24 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
             key=lambda r: r["rooms"],
         )
         rooms = [r["rooms"] for r in mine]
-        cpu.plot(rooms, [r["us_per_fwd_pkt"] for r in mine], "o-", label=name)
-        loss.plot(rooms, [r["loss_pct"] or 0 for r in mine], "o-", label=name)
+        (line,) = cpu.plot(rooms, [r["us_per_fwd_pkt"] for r in mine], "o-", label=name)
+        color = line.get_color()
+        loss.plot(rooms, [r["loss_pct"] or 0 for r in mine], "o-", color=color, label=name)
+        if name != "relay":
+            behind = [max(0.0, 100 * (1 - (r["expected_ratio"] or 1))) for r in mine]
+            loss.plot(rooms, behind, "--", color=color, label=f"{name}: not delivered")
+        for r in mine:
+            if r["saturated"]:
+                cpu.plot(r["rooms"], r["us_per_fwd_pkt"], "kx", markersize=10)
     cpu.set_yscale("log")  # the relay is 30-70 times the SFUs
     cpu.set(xlabel="rooms of 4", ylabel="SFU CPU µs per forwarded packet (log)")
-    loss.set(xlabel="rooms of 4", ylabel="loss %", ylim=(0, None))
+    cpu.set_title("x: saturated", fontsize=9)
+    loss.set(xlabel="rooms of 4", ylabel="% of packets", ylim=(0, None))
+    loss.set_title("solid: lost (receiver stats); dashed: not delivered in time", fontsize=9)
     for axes in (cpu, loss):
         axes.grid(alpha=0.3, which="both")
         axes.xaxis.get_major_locator().set_params(integer=True)
-        axes.legend()
+        axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
