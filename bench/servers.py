@@ -193,16 +193,23 @@ class Kaamos(System):
             cwd=self.source,
             env=dict(os.environ, PYTHONPATH=str(self.source)),
         ).stdout.strip()
-        rooms = []
-        for _ in range(count):
+        rooms: list[str] = []
+        deadline = time.monotonic() + 120
+        while len(rooms) < count:
             request = urllib.request.Request(
                 self.url + "/api/rooms/create",
                 data=b"{}",
                 method="POST",
                 headers={"Authorization": f"Bearer {token}"},
             )
-            with urllib.request.urlopen(request, timeout=10) as response:
-                rooms.append(str(json.load(response)["room_id"]))
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    rooms.append(str(json.load(response)["room_id"]))
+            except urllib.error.HTTPError as exc:
+                # A server that rate-limits room creation says when to try again.
+                if exc.code != 429 or time.monotonic() > deadline:
+                    raise
+                time.sleep(float(exc.headers.get("Retry-After", "1")))
         return rooms
 
 

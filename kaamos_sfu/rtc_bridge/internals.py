@@ -30,7 +30,6 @@ def check_internals(pc: RTCPeerConnection | None = None) -> None:
     for name in (
         "receive",
         "stop",
-        "_handle_rtp_packet",
         "_handle_rtcp_packet",
         "_handle_disconnect",
     ):
