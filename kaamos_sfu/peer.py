@@ -269,11 +269,8 @@ class Peer:
         negotiated = sender.negotiated
         assert negotiated is not None
         subscriber_payload_type = next(
-            (
-                c.payload_type
-                for c in negotiated.codecs
-                if not c.is_rtx and c.key() == published.codec.key()
-            ),
+            (c.payload_type for c in negotiated.codecs
+             if not c.is_rtx and c.key() == published.codec.key()),
             None,
         )
         if subscriber_payload_type is None:
@@ -363,14 +360,9 @@ class Peer:
     def _on_connection_state(self) -> None:
         # "closed" without our close(): the client closed its peer connection, or its
         # transport died; either way no media will flow again on this connection.
-        if (
-            self.pc is not None
-            and not self.closed
-            and self.pc.connectionState
-            in (
-                "failed",
-                "closed",
-            )
+        if self.pc is not None and not self.closed and self.pc.connectionState in (
+            "failed",
+            "closed",
         ):
             self.room.remove_soon(self, f"connection {self.pc.connectionState}")
 
