@@ -307,7 +307,7 @@ class Peer:
         sender.downtrack = downtrack
         sender.uptrack = published.uptrack
         published.uptrack.attach(downtrack)
-        self._spawn(published.uptrack.request_keyframe())
+        published.uptrack.request_keyframe(new_subscriber=True)
 
     def _unbind(self, sender: ForwardingSender) -> None:
         """Stop forwarding to this m-line; its DownTrack stays for sequence continuity."""

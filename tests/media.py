@@ -52,15 +52,16 @@ def video_clip(
     width: int = 320,
     height: int = 180,
     keyframe_interval: int = KEYFRAME_INTERVAL,
+    bit_rate: int = 300_000,
 ) -> Clip:
     """One clip per set of parameters, however they are passed: libvpx in real-time mode
     is not deterministic under load, so two encodings of the same pictures can differ."""
-    return _encode_video(codec, seconds, width, height, keyframe_interval)
+    return _encode_video(codec, seconds, width, height, keyframe_interval, bit_rate)
 
 
 @cache
 def _encode_video(
-    codec: str, seconds: float, width: int, height: int, keyframe_interval: int
+    codec: str, seconds: float, width: int, height: int, keyframe_interval: int, bit_rate: int
 ) -> Clip:
     count = int(seconds * VIDEO_RATE)
     if codec == "VP8":
@@ -90,7 +91,7 @@ def _encode_video(
     context.pix_fmt = "yuv420p"
     context.time_base = fractions.Fraction(1, VIDEO_RATE)
     context.framerate = fractions.Fraction(VIDEO_RATE, 1)
-    context.bit_rate = 300_000
+    context.bit_rate = bit_rate
     frames: list[bytes] = []
     keys: list[bool] = []
     for index, picture in enumerate(_test_pictures(count, width, height)):

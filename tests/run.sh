@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(chromium firefox-esr coturn redis-server python3-venv iproute2)
+packages=(chromium firefox-esr coturn redis-server janus gcc libc6-dev python3-venv iproute2)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=()
     for p in "${packages[@]}"; do
@@ -31,8 +31,8 @@ if [ ! -x .venv/bin/python ]; then
     echo "==> python3 -m venv .venv"
     python3 -m venv .venv
 fi
-echo "==> pip install -e .[test]"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+echo "==> pip install -e .[test,bench]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,bench]'
 
 lock=tests/firefox/package-lock.json
 if command -v npm >/dev/null && ! [ tests/firefox/node_modules/.package-lock.json -nt "$lock" ]; then

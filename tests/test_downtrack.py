@@ -52,7 +52,7 @@ class Packet:
 
 
 class NullSink:
-    async def send_rtp(self, data: bytes) -> None:
+    def send_rtp(self, data: bytes) -> None:
         raise AssertionError("DownTrack.rewrite must not send")
 
 

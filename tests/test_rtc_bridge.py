@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import threading
+from pathlib import Path
 
 import aioice.ice
 from aiortc import RTCPeerConnection
@@ -11,6 +13,7 @@ from call_support import clients, create_room
 from kaamos_sfu import rtc_bridge
 from kaamos_sfu.appkeys import ROOMS
 from kaamos_sfu.rtc_bridge import ForwardingReceiver, ForwardingSender
+from kaamos_sfu.rtc_bridge.media_path import RECEIVE_BUFFER_BYTES, media_path
 
 
 async def test_aiortc_internals_are_the_ones_the_bridge_uses():
@@ -64,3 +67,28 @@ async def test_server_side_forwards_without_decoding_or_encoding(make_config, ma
         # The clients decode (2 clients x 2 remote tracks); the server adds no thread.
         decoders = [t for t in threading.enumerate() if t.name.endswith("-decoder")]
         assert len(decoders) == 4
+
+
+async def test_media_bypasses_aiortc_queues_and_coroutines(make_config, make_client):
+    """RTP reaches the forwarding core from the socket callback and leaves with one sendto:
+    aiortc's DTLS transport neither receives nor sends it (only RTCP goes that way)."""
+    http = await make_client(make_config())
+    room_id = await create_room(http)
+    async with clients(http, room_id, 2) as (a, b):
+        await b.wait_decoded((a.peer_id, "camera"), frames=30)
+        room = http.server.app[ROOMS].rooms[room_id]
+        for peer in room.peers.values():
+            transport = peer.pc.getTransceivers()[0].receiver.transport
+            path = media_path(transport)
+            assert path.packets_received > 50
+            assert path.packets_sent > 50
+            queued = transport._RTCDtlsTransport__rx_packets  # what aioice's queue delivered
+            sent_by_aiortc = transport._RTCDtlsTransport__tx_packets
+            assert queued < path.packets_received / 10
+            assert sent_by_aiortc < path.packets_sent / 10
+            # Bursts wait in the kernel: the receive buffer is as large as the system allows.
+            rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+            for protocol in transport.transport._connection._protocols:
+                sock = protocol.transport.get_extra_info("socket")
+                wanted = min(RECEIVE_BUFFER_BYTES, rmem_max)
+                assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= wanted

@@ -41,7 +41,7 @@ class Sink:
         self.sent: list[bytes] = []
         self.hook = lambda: None
 
-    async def send_rtp(self, data: bytes) -> None:
+    def send_rtp(self, data: bytes) -> None:
         self.sent.append(data)
         self.hook()
 
@@ -73,7 +73,7 @@ class Requests:
     def __init__(self) -> None:
         self.calls: list[int] = []
 
-    async def __call__(self, media_ssrc: int) -> None:
+    def __call__(self, media_ssrc: int) -> None:
         self.calls.append(media_ssrc)
 
 
@@ -131,7 +131,7 @@ def test_abs_send_time(now: float, expected: int) -> None:
     assert abs_send_time(now) == expected
 
 
-async def test_fan_out_to_every_downtrack(clock: FakeTime) -> None:
+def test_fan_out_to_every_downtrack(clock: FakeTime) -> None:
     """Each attached DownTrack sends every packet, with its own SSRC and payload type."""
     requests = Requests()
     up = make_uptrack(requests, "audio")
@@ -139,7 +139,7 @@ async def test_fan_out_to_every_downtrack(clock: FakeTime) -> None:
         make_downtrack(up, ssrc, pt) for ssrc, pt in ((0x1001, 100), (0x2002, 111), (0x3003, 96))
     ]
     for sequence in range(5):
-        await up.forward(Packet(sequence, timestamp=960 * sequence, payload=bytes([sequence])))
+        up.forward(Packet(sequence, timestamp=960 * sequence, payload=bytes([sequence])))
     for down, (ssrc, pt) in zip(downs, ((0x1001, 100), (0x2002, 111), (0x3003, 96))):
         packets = sent(down)
         assert [p.ssrc for p in packets] == [ssrc] * 5
@@ -149,12 +149,12 @@ async def test_fan_out_to_every_downtrack(clock: FakeTime) -> None:
     assert requests.calls == []
 
 
-async def test_abs_send_time_from_wall_clock(clock: FakeTime) -> None:
+def test_abs_send_time_from_wall_clock(clock: FakeTime) -> None:
     """Packets are stamped with abs-send-time of the wall clock when forwarded."""
     up = make_uptrack(Requests(), "audio")
     down = make_downtrack(up, 0x1001)
     clock.wall = 3.5
-    await up.forward(Packet(1))
+    up.forward(Packet(1))
     extensions_map = HeaderExtensionsMap()
     extensions_map.configure(
         RTCRtpParameters(
@@ -170,29 +170,29 @@ async def test_abs_send_time_from_wall_clock(clock: FakeTime) -> None:
     assert packet.extensions.abs_send_time == abs_send_time(3.5) == (7 << 17)
 
 
-async def test_padding_only_packets_are_not_forwarded(clock: FakeTime) -> None:
+def test_padding_only_packets_are_not_forwarded(clock: FakeTime) -> None:
     """A packet without payload (a bandwidth probe) is counted but reaches no subscriber."""
     requests = Requests()
     up = make_uptrack(requests, "video")
     down = make_downtrack(up, 0x1001)
-    await up.forward(Packet(1, payload=VP8_KEY))
-    await up.forward(Packet(2, payload=b""))
-    await up.forward(Packet(3, payload=VP8_INTER))
+    up.forward(Packet(1, payload=VP8_KEY))
+    up.forward(Packet(2, payload=b""))
+    up.forward(Packet(3, payload=VP8_INTER))
     assert [p.sequence_number for p in sent(down)] == [0x1001, 0x1001 + 2]
     assert up.packets_received == 3
     assert requests.calls == []
 
 
-async def test_detach_during_forwarding_is_safe(clock: FakeTime) -> None:
+def test_detach_during_forwarding_is_safe(clock: FakeTime) -> None:
     """Detaching a DownTrack while a packet is being sent neither breaks nor skips the loop."""
     up = make_uptrack(Requests(), "audio")
     first, second, third = (make_downtrack(up, s) for s in (0x1001, 0x2002, 0x3003))
     assert isinstance(first.sink, Sink)
     first.sink.hook = lambda: up.detach(second)
-    await up.forward(Packet(1))
+    up.forward(Packet(1))
     assert len(sent(third)) == 1  # the loop went on to the end
     first.sink.hook = lambda: None
-    await up.forward(Packet(2))
+    up.forward(Packet(2))
     assert up.downtracks == (first, third)
     # the packet in flight still reached it (the loop walks the tuple it started with);
     # nothing after it was detached
@@ -200,15 +200,15 @@ async def test_detach_during_forwarding_is_safe(clock: FakeTime) -> None:
     assert [len(sent(d)) for d in (first, third)] == [2, 2]
 
 
-async def test_attach_during_forwarding_starts_with_the_next_packet(clock: FakeTime) -> None:
+def test_attach_during_forwarding_starts_with_the_next_packet(clock: FakeTime) -> None:
     """A DownTrack attached while a packet is being sent gets the packets after it."""
     up = make_uptrack(Requests(), "audio")
     first = make_downtrack(up, 0x1001)
     late: list[DownTrack] = []
     assert isinstance(first.sink, Sink)
     first.sink.hook = lambda: late.append(make_downtrack(up, 0x2002)) if not late else None
-    await up.forward(Packet(1))
-    await up.forward(Packet(2))
+    up.forward(Packet(1))
+    up.forward(Packet(2))
     assert [len(sent(d)) for d in (first, late[0])] == [2, 1]
     assert sent(late[0])[0].sequence_number == 0x2002
 
@@ -222,26 +222,26 @@ def test_detach_unknown_downtrack_is_harmless() -> None:
     assert up.downtracks == (kept,)
 
 
-async def test_waiting_video_requests_a_keyframe(clock: FakeTime) -> None:
+def test_waiting_video_requests_a_keyframe(clock: FakeTime) -> None:
     """Video subscribers waiting for a keyframe make one PLI per packet at most, to the SSRC."""
     requests = Requests()
     up = make_uptrack(requests, "video")
     make_downtrack(up, 0x1001)
     make_downtrack(up, 0x2002)
-    await up.forward(Packet(1, payload=VP8_INTER))
+    up.forward(Packet(1, payload=VP8_INTER))
     assert requests.calls == [PUBLISHER_SSRC]
     assert up.keyframe_requests == 1
 
 
-async def test_no_request_once_every_subscriber_started(clock: FakeTime) -> None:
+def test_no_request_once_every_subscriber_started(clock: FakeTime) -> None:
     """Packets dropped for other reasons than a missing keyframe ask for nothing."""
     requests = Requests()
     up = make_uptrack(requests, "video")
     down = make_downtrack(up, 0x1001)
-    await up.forward(Packet(10, payload=VP8_KEY))
+    up.forward(Packet(10, payload=VP8_KEY))
     clock.now += 10
-    await up.forward(Packet(9, payload=VP8_INTER))  # older than the start: dropped
-    await up.forward(Packet(11, payload=VP8_INTER, payload_type=97))  # unknown PT: dropped
+    up.forward(Packet(9, payload=VP8_INTER))  # older than the start: dropped
+    up.forward(Packet(11, payload=VP8_INTER, payload_type=97))  # unknown PT: dropped
     assert len(sent(down)) == 1
     assert requests.calls == []
 
@@ -254,14 +254,14 @@ async def test_no_request_once_every_subscriber_started(clock: FakeTime) -> None
         ("audio", PUBLISHER_SSRC, []),  # audio has no keyframes
     ],
 )
-async def test_request_keyframe_needs_video_and_ssrc(
+def test_request_keyframe_needs_video_and_ssrc(
     clock: FakeTime, kind: str, media_ssrc: int | None, expected: list[int]
 ) -> None:
     """A keyframe request goes upstream only for video whose media SSRC is known."""
     requests = Requests()
     up = make_uptrack(requests, kind)
     up.media_ssrc = media_ssrc
-    await up.request_keyframe()
+    up.request_keyframe()
     assert requests.calls == expected
     assert up.keyframe_requests == len(expected)
 
@@ -275,7 +275,7 @@ async def test_request_keyframe_needs_video_and_ssrc(
         ([0.0, 0.25, 0.5], [0.0, 0.5]),  # right after boot the first request still goes out
     ],
 )
-async def test_keyframe_request_throttle(
+def test_keyframe_request_throttle(
     clock: FakeTime, times: list[float], sent_at: list[float]
 ) -> None:
     """At most one keyframe request per KEYFRAME_REQUEST_INTERVAL (500 ms)."""
@@ -286,21 +286,39 @@ async def test_keyframe_request_throttle(
     for t in times:
         clock.now = t
         before = len(requests.calls)
-        await up.request_keyframe()
+        up.request_keyframe()
         if len(requests.calls) > before:
             went_out.append(t)
     assert went_out == sent_at
     assert up.keyframe_requests == len(sent_at)
 
 
-async def test_forward_requests_are_throttled_too(clock: FakeTime) -> None:
+def test_new_subscriber_skips_the_throttle_once_a_keyframe_answered(clock: FakeTime) -> None:
+    """A subscriber attaching right after another gets its keyframe request out at once if
+    the previous request was already answered; never while it is still unanswered, and a
+    subscriber's own PLI always waits out the interval."""
+    requests = Requests()
+    up = make_uptrack(requests, "video")
+    up.request_keyframe(new_subscriber=True)
+    clock.now += 0.1
+    up.request_keyframe(new_subscriber=True)  # unanswered: throttled
+    assert len(requests.calls) == 1
+    up.forward(Packet(1, payload=VP8_KEY))  # the publisher answered
+    clock.now += 0.1
+    up.request_keyframe()  # a PLI from a subscriber: still throttled
+    assert len(requests.calls) == 1
+    up.request_keyframe(new_subscriber=True)
+    assert len(requests.calls) == 2
+
+
+def test_forward_requests_are_throttled_too(clock: FakeTime) -> None:
     """A stream of inter frames to a waiting subscriber yields one PLI per interval."""
     requests = Requests()
     up = make_uptrack(requests, "video")
     make_downtrack(up, 0x1001)
     for i in range(10):  # 10 packets over 0.9 s
         clock.now = 1000.0 + 0.1 * i
-        await up.forward(Packet(i, payload=VP8_INTER))
+        up.forward(Packet(i, payload=VP8_INTER))
     assert len(requests.calls) == 2
 
 
@@ -346,7 +364,7 @@ def test_bandwidth_estimate_ignores_detached() -> None:
     assert up.bandwidth_estimate() == 900_000
 
 
-async def test_restart_on_new_ssrc_keeps_every_subscriber_stream_continuous(
+def test_restart_on_new_ssrc_keeps_every_subscriber_stream_continuous(
     clock: FakeTime,
 ) -> None:
     """A publisher that starts over on a new SSRC resets the receive stats and the sender
@@ -355,23 +373,23 @@ async def test_restart_on_new_ssrc_keeps_every_subscriber_stream_continuous(
     up = make_uptrack(requests, "audio")
     down = make_downtrack(up, 0x1001)
     for sequence in range(3):
-        await up.forward(Packet(500 + sequence, timestamp=960 * sequence))
+        up.forward(Packet(500 + sequence, timestamp=960 * sequence))
     up.stats.add(502, 1920, 0.0)
     up.on_sender_report(1 << 32, 1920)
     up.restart(0x5EED)
     assert up.media_ssrc == 0x5EED
     assert up.stats.received == 0 and up.sender_clock is None
-    await up.forward(Packet(40_000, timestamp=7, ssrc=0x5EED))
+    up.forward(Packet(40_000, timestamp=7, ssrc=0x5EED))
     sequences = [p.sequence_number for p in sent(down)]
     assert sequences == [(sequences[0] + i) & 0xFFFF for i in range(4)]
 
 
 class FailingSink(Sink):
-    async def send_rtp(self, data: bytes) -> None:
+    def send_rtp(self, data: bytes) -> None:
         raise ValueError("broken subscriber")
 
 
-async def test_a_failing_subscription_is_dropped_and_the_others_go_on(clock: FakeTime) -> None:
+def test_a_failing_subscription_is_dropped_and_the_others_go_on(clock: FakeTime) -> None:
     """An exception in one subscriber's send detaches it; the other subscribers still get
     the packet and the ones after it."""
     up = make_uptrack(Requests(), "audio")
@@ -380,6 +398,6 @@ async def test_a_failing_subscription_is_dropped_and_the_others_go_on(clock: Fak
     bad.sink = FailingSink()
     later = make_downtrack(up, 0x3003)
     for sequence in range(3):
-        await up.forward(Packet(sequence, timestamp=960 * sequence))
+        up.forward(Packet(sequence, timestamp=960 * sequence))
     assert up.downtracks == (good, later)
     assert len(sent(good)) == len(sent(later)) == 3

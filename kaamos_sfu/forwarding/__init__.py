@@ -2,11 +2,12 @@
 
 `UpTrack` is one published source (a peer's camera, microphone or screen) as it arrives;
 `DownTrack` is that source as one subscriber receives it. The bridge (`rtc_bridge/`)
-feeds parsed RTP into an `UpTrack` and hands the bytes a `DownTrack` writes to aiortc's
+feeds RTP parsed into an `RtpHeader` into an `UpTrack` and hands the bytes a `DownTrack` writes to aiortc's
 DTLS/SRTP transport.
 """
 
 from .downtrack import DownTrack, ExtensionIds, RtpSink
+from .rtp_header import RtpHeader
 from .uptrack import UpTrack
 
-__all__ = ["DownTrack", "ExtensionIds", "RtpSink", "UpTrack"]
+__all__ = ["DownTrack", "ExtensionIds", "RtpHeader", "RtpSink", "UpTrack"]

@@ -8,6 +8,7 @@ extensions with the subscriber's ids: its mid, a fresh abs-send-time, and the au
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,15 +24,17 @@ NTP_SCALE = 1 << 32
 
 
 class RtpPacketLike(Protocol):
-    """What the forwarding core reads from a parsed RTP packet (aiortc's RtpPacket)."""
+    """What the forwarding core reads from a parsed RTP packet (an RtpHeader)."""
 
     marker: int
     payload_type: int
     sequence_number: int
     timestamp: int
     ssrc: int
-    csrc: list[int]
     payload: bytes
+
+    @property
+    def csrc(self) -> Sequence[int]: ...
 
     @property
     def extensions(self) -> object:  # has .audio_level: tuple[bool, int] | None
@@ -39,9 +42,9 @@ class RtpPacketLike(Protocol):
 
 
 class RtpSink(Protocol):
-    """Where a DownTrack's bytes go: the subscriber's DTLS/SRTP transport."""
+    """Where a DownTrack's bytes go: SRTP and the subscriber's UDP socket."""
 
-    async def send_rtp(self, data: bytes) -> None: ...
+    def send_rtp(self, data: bytes) -> None: ...
 
 
 @dataclass(frozen=True)

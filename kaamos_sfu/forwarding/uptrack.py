@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from .downtrack import DownTrack, RtpPacketLike, SenderClock
+from .keyframe import starts_keyframe
 from .receive_stats import ReceiveStats
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,8 @@ class UpTrack:
 
     Subscribers change rarely and packets arrive often, so the list of DownTracks is an
     immutable tuple replaced on attach/detach: the per-packet loop never copies it, and a
-    change during an `await` in the loop does not disturb the iteration.
+    change made while the loop runs (a failing subscription detaches itself) does not
+    disturb the iteration.
     """
 
     def __init__(
@@ -37,7 +39,7 @@ class UpTrack:
         codec_name: str,
         clock_rate: int,
         payload_type: int,
-        request_keyframe: Callable[[int], Awaitable[None]],
+        request_keyframe: Callable[[int], None],
     ) -> None:
         self.peer_id = peer_id
         self.source = source
@@ -51,6 +53,7 @@ class UpTrack:
         self.downtracks: tuple[DownTrack, ...] = ()
         self._request_keyframe = request_keyframe
         self._last_keyframe_request = -KEYFRAME_REQUEST_INTERVAL
+        self._keyframe_pending = False  # requested, and no keyframe has arrived since
         self.packets_received = 0
         self.keyframe_requests = 0
         self.packets_dropped = 0  # subscriber copies not sent (read by /metrics)
@@ -62,18 +65,20 @@ class UpTrack:
     def detach(self, downtrack: DownTrack) -> None:
         self.downtracks = tuple(d for d in self.downtracks if d is not downtrack)
 
-    async def forward(self, packet: RtpPacketLike) -> None:
+    def forward(self, packet: RtpPacketLike) -> None:
         """Hand one packet (already unwrapped from RTX) to every subscriber."""
         self.packets_received += 1
         if not packet.payload:
             return  # padding only: bandwidth probing between publisher and us
+        if self._keyframe_pending and starts_keyframe(self.codec_name, packet.payload):
+            self._keyframe_pending = False
         send_time = abs_send_time(time.time())
         waiting = False
         for downtrack in self.downtracks:
             try:
                 data = downtrack.rewrite(packet, send_time)
                 if data is not None:
-                    await downtrack.sink.send_rtp(data)
+                    downtrack.sink.send_rtp(data)
                 else:
                     self.packets_dropped += 1
                     if downtrack.needs_keyframe:
@@ -82,18 +87,24 @@ class UpTrack:
                 log.exception("dropping a failing subscription", extra={"peer_id": self.peer_id})
                 self.detach(downtrack)
         if waiting:
-            await self.request_keyframe()
+            self.request_keyframe()
 
-    async def request_keyframe(self) -> None:
-        """Ask the publisher for a keyframe, at most once per KEYFRAME_REQUEST_INTERVAL."""
+    def request_keyframe(self, new_subscriber: bool = False) -> None:
+        """Ask the publisher for a keyframe, at most once per KEYFRAME_REQUEST_INTERVAL.
+
+        A new subscriber need not wait out the interval when the last request has already
+        been answered with a keyframe: its video would otherwise start up to 0.5 s late
+        whenever someone else joined just before. Subscribers' own PLIs never skip it."""
         if self.kind != "video" or self.media_ssrc is None:
             return
         now = time.monotonic()
-        if now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+        answered = new_subscriber and not self._keyframe_pending
+        if now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL and not answered:
             return
         self._last_keyframe_request = now
+        self._keyframe_pending = True
         self.keyframe_requests += 1
-        await self._request_keyframe(self.media_ssrc)
+        self._request_keyframe(self.media_ssrc)
 
     def restart(self, media_ssrc: int) -> None:
         """The publisher now sends on another SSRC: its numbering starts over."""

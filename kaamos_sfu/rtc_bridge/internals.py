@@ -8,7 +8,7 @@ import aioice.ice
 import aioice.turn
 import aiortc
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
-from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
+from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter, State
 
 AIORTC_VERSION = "1.16.0"
 
@@ -28,15 +28,32 @@ def check_internals(pc: RTCPeerConnection | None = None) -> None:
     params = inspect.signature(aioice.ice.Candidate).parameters
     for name in ("foundation", "component", "transport", "priority", "host", "port", "type"):
         assert name in params, f"aioice Candidate({name}=)"
-    for name in ("_send_rtp", "_register_rtp_receiver", "_register_rtp_sender",
-                 "_unregister_rtp_receiver", "_unregister_rtp_sender", "_handle_rtp_data"):
+    for name in (
+        "_send_rtp",
+        "_register_rtp_receiver",
+        "_register_rtp_sender",
+        "_unregister_rtp_receiver",
+        "_unregister_rtp_sender",
+        "_handle_rtp_data",
+    ):
         assert hasattr(RTCDtlsTransport, name), f"RTCDtlsTransport.{name}"
-    for name in ("receive", "stop", "_handle_rtp_packet", "_handle_rtcp_packet",
-                 "_handle_disconnect"):
+    for name in (
+        "receive",
+        "stop",
+        "_handle_rtcp_packet",
+        "_handle_disconnect",
+    ):
         assert hasattr(RTCRtpReceiver, name), f"RTCRtpReceiver.{name}"
     for name in ("send", "stop", "_handle_rtcp_packet"):
         assert hasattr(RTCRtpSender, name), f"RTCRtpSender.{name}"
     assert isinstance(RtpRouter().ssrc_table, dict), "RtpRouter.ssrc_table"
+    assert callable(RtpRouter.route_rtp), "RtpRouter.route_rtp"
+    # media_path: SRTP sessions, state and the ICE pair whose socket it writes to.
+    assert hasattr(State, "CONNECTED"), "aiortc.rtcdtlstransport.State.CONNECTED"
+    assert callable(aioice.ice.Connection.data_received), "aioice Connection.data_received"
+    assert callable(aioice.ice.StunProtocol.datagram_received), "StunProtocol.datagram_received"
+    assert "local_candidate" in aioice.ice.StunProtocol.__annotations__, "StunProtocol"
+    assert isinstance(aioice.ice.CandidatePair.remote_addr, property), "CandidatePair.remote_addr"
     # connection.settle() and close_peer_connection() find this background task by name.
     assert hasattr(RTCPeerConnection, "_RTCPeerConnection__connect"), "RTCPeerConnection.__connect"
     if pc is not None:
@@ -51,3 +68,8 @@ def check_internals(pc: RTCPeerConnection | None = None) -> None:
         assert hasattr(connection, "_query_consent_task"), "aioice Connection._query_consent_task"
         assert isinstance(connection._protocols, list), "aioice Connection._protocols"
         assert isinstance(sender.transport._rtp_router, RtpRouter), "RTCDtlsTransport._rtp_router"
+        dtls = sender.transport
+        for name in ("_state", "_rx_srtp", "_tx_srtp"):
+            assert hasattr(dtls, name), f"RTCDtlsTransport.{name}"
+        assert isinstance(connection._nominated, dict), "aioice Connection._nominated"
+        assert isinstance(connection._protocols, list), "aioice Connection._protocols"

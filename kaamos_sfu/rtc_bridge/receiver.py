@@ -18,12 +18,13 @@ from aiortc.rtp import (
     RtcpRrPacket,
     RtcpRtpfbPacket,
     RtcpSrPacket,
-    RtpPacket,
     pack_remb_fci,
-    unwrap_rtx,
 )
 
 from ..forwarding import UpTrack
+from ..forwarding.rtp_header import RtpHeader
+from .codecs import URI_AUDIO_LEVEL
+from .media_path import media_path
 
 
 @dataclass
@@ -43,6 +44,7 @@ class ForwardingReceiver(RTCRtpReceiver):
         self.rtcp_ssrc = 0
         self._rtx_payload_types: dict[int, int] = {}  # RTX payload type -> media payload type
         self._rtx_ssrcs: dict[int, int] = {}  # RTX SSRC -> media SSRC
+        self._audio_level_id = 0
 
     async def receive(self, parameters: RTCRtpReceiveParameters) -> None:
         # Called after every negotiation: refresh the tables, start no thread or task.
@@ -52,7 +54,11 @@ class ForwardingReceiver(RTCRtpReceiver):
             if c.mimeType.lower() == "video/rtx" and "apt" in c.parameters
         }
         self._rtx_ssrcs = {e.rtx.ssrc: e.ssrc for e in parameters.encodings if e.rtx}
+        self._audio_level_id = next(
+            (x.id for x in parameters.headerExtensions if x.uri == URI_AUDIO_LEVEL), 0
+        )
         self.transport._register_rtp_receiver(self, parameters)
+        media_path(self.transport).start_receiving()
         # Several video m-lines share the RTX payload type, so aiortc's router cannot
         # route RTX by payload type alone: map the RTX SSRCs explicitly.
         router: RtpRouter = self.transport._rtp_router
@@ -71,17 +77,20 @@ class ForwardingReceiver(RTCRtpReceiver):
             info = packet.sender_info
             self.uptrack.on_sender_report(info.ntp_timestamp, info.rtp_timestamp)
 
-    async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+    def handle_rtp(self, packet: RtpHeader, now: float) -> None:
+        """One RTP packet from the publisher, right after SRTP (see media_path)."""
         uptrack = self.uptrack
         if uptrack is None:
             return
-        self.activity.last = time.monotonic()
+        self.activity.last = now
+        if self._audio_level_id:
+            packet.read_audio_level(self._audio_level_id)
         media_payload_type = self._rtx_payload_types.get(packet.payload_type)
         if media_payload_type is not None:
             if len(packet.payload) < 2 or uptrack.media_ssrc is None:
                 return  # RTX padding (bandwidth probe)
             media_ssrc = self._rtx_ssrcs.get(packet.ssrc, uptrack.media_ssrc)
-            packet = unwrap_rtx(packet, payload_type=media_payload_type, ssrc=media_ssrc)
+            packet = packet.unwrap_rtx(media_payload_type, media_ssrc)
             uptrack.stats.missing.discard(packet.sequence_number)
         else:
             if uptrack.media_ssrc != packet.ssrc:
@@ -89,12 +98,10 @@ class ForwardingReceiver(RTCRtpReceiver):
                     uptrack.media_ssrc = packet.ssrc
                 else:
                     uptrack.restart(packet.ssrc)
-            missed = uptrack.stats.add(
-                packet.sequence_number, packet.timestamp, arrival_time_ms / 1000
-            )
+            missed = uptrack.stats.add(packet.sequence_number, packet.timestamp, now)
             if missed and uptrack.kind == "video":
                 uptrack.nacks_sent += 1
-                await self._send_rtcp(
+                self._send_feedback(
                     RtcpRtpfbPacket(
                         fmt=RTCP_RTPFB_NACK,
                         ssrc=self.rtcp_ssrc,
@@ -102,10 +109,10 @@ class ForwardingReceiver(RTCRtpReceiver):
                         lost=sorted(uptrack.stats.missing),
                     )
                 )
-        await uptrack.forward(packet)
+        uptrack.forward(packet)
 
-    async def request_keyframe(self, media_ssrc: int) -> None:
-        await self._send_rtcp(
+    def request_keyframe(self, media_ssrc: int) -> None:
+        self._send_feedback(
             RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self.rtcp_ssrc, media_ssrc=media_ssrc)
         )
 
@@ -147,8 +154,5 @@ class ForwardingReceiver(RTCRtpReceiver):
             )
         return packets
 
-    async def _send_rtcp(self, packet: AnyRtcpPacket) -> None:
-        try:
-            await self.transport._send_rtp(bytes(packet))
-        except ConnectionError:
-            pass
+    def _send_feedback(self, packet: AnyRtcpPacket) -> None:
+        media_path(self.transport).send_rtcp(bytes(packet))

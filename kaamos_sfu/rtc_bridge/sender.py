@@ -1,4 +1,4 @@
-"""A sender that writes rewritten RTP straight to the DTLS transport: no encoder, no task."""
+"""A sender that writes rewritten RTP straight to the UDP socket: no encoder, no task."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from aiortc.rtp import (
 
 from ..forwarding import DownTrack, ExtensionIds, UpTrack
 from .codecs import Codec, codec_from, extension_ids
+from .media_path import MediaPath, media_path
 from .receiver import Activity
 
 
@@ -47,12 +48,15 @@ class ForwardingSender(RTCRtpSender):
         self.negotiated: NegotiatedSend | None = None
         self.on_negotiated: Callable[[ForwardingSender], None] | None = None
         self._registered = False
+        self._path: MediaPath | None = None
 
     async def send(self, parameters: RTCRtpSendParameters) -> None:
         # Called after every negotiation in which this m-line sends.
         if not self._registered:
             self.transport._register_rtp_sender(self, parameters)
             self._registered = True
+        # Bundling may have moved this m-line onto the first m-line's transport.
+        self._path = media_path(self.transport)
         self.negotiated = NegotiatedSend(
             mid=parameters.muxId,
             codecs=[codec_from(c) for c in parameters.codecs],
@@ -66,11 +70,10 @@ class ForwardingSender(RTCRtpSender):
             self.transport._unregister_rtp_sender(self)
             self._registered = False
 
-    async def send_rtp(self, data: bytes) -> None:
-        try:
-            await self.transport._send_rtp(data)
-        except ConnectionError:
-            pass  # the subscriber's transport closed; its peer is being removed
+    def send_rtp(self, data: bytes) -> None:
+        path = self._path
+        if path is not None:
+            path.send_rtp(data)
 
     async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
         self.activity.last = time.monotonic()
@@ -81,11 +84,11 @@ class ForwardingSender(RTCRtpSender):
             for sequence in packet.lost:
                 data = downtrack.retransmission(sequence)
                 if data is not None:
-                    await self.send_rtp(data)
+                    self.send_rtp(data)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
             downtrack.keyframe_requests += 1
             if self.uptrack is not None:
-                await self.uptrack.request_keyframe()
+                self.uptrack.request_keyframe()
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
