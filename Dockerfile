@@ -30,8 +30,10 @@ RUN pip install --no-cache-dir . \
 
 USER kaamos
 EXPOSE 8080/tcp 40000-40199/udp
-# 503 while draining or starting counts as unhealthy: urlopen raises on it.
+# 503 while draining or starting counts as unhealthy: urlopen raises on it. The port is
+# KAAMOS_SERVER_PORT's (8080 unless set); with TLS served directly (server.tls_cert_file)
+# replace http:// by https:// and add an unverified context, or check through your proxy.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=2)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('KAAMOS_SERVER_PORT', '8080'), timeout=2)"]
 STOPSIGNAL SIGTERM
 CMD ["kaamos-sfu", "serve", "--config", "/app/config.toml"]

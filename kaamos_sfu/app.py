@@ -73,7 +73,7 @@ async def _registry_and_rooms(app: web.Application) -> AsyncIterator[None]:
     # A single node keeps its in-memory rooms over a restart; with Redis they live there.
     state_dir = Path(config.server.state_dir)
     if isinstance(registry, MemoryRegistry):
-        registry.restore(room_snapshot.load(state_dir))
+        registry.restore(room_snapshot.take(state_dir))
     node = Node(config, registry)
     rooms = RoomManager(config, registry, node)
     app[REGISTRY], app[NODE], app[ROOMS] = registry, node, rooms

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +23,8 @@ from .ice_addresses import AnnouncedAddresses
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_STATIC_DIR = PACKAGE_DIR.parent / "static"
 VIDEO_CODECS = ("VP8", "H264")
+ICE_URL_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
+MAX_EXPIRE_HOURS = 24 * 3650
 # RFC 7518 §3.2: an HS256 key shorter than the hash output weakens it (PyJWT warns too).
 MIN_SECRET_LENGTH = 32
 
@@ -295,7 +298,9 @@ def _coerce(key: str, f: dataclasses.Field[Any], value: Any, origin: str) -> Any
     if kind == "int":
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind == "float":
+        # inf and nan would pass every "> 0" check and then overflow the first time-sum.
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value)
         value = float(value) if ok else value
     elif kind == "bool":
         ok = isinstance(value, bool)
@@ -386,7 +391,21 @@ def validate(config: Config) -> None:
         )
     check(config.rooms.max_peers >= 2, "rooms.max_peers", "must be at least 2")
     check(config.rooms.max_rooms >= 1, "rooms.max_rooms", "must be >= 1")
-    check(config.rooms.expire_after_hours > 0, "rooms.expire_after_hours", "must be positive")
+    check(
+        0 < config.rooms.expire_after_hours <= MAX_EXPIRE_HOURS,
+        "rooms.expire_after_hours",
+        f"must be positive and at most {MAX_EXPIRE_HOURS} (ten years)",
+    )
+    check(
+        config.signaling.join_timeout_seconds > 0,
+        "signaling.join_timeout_seconds",
+        "must be positive",
+    )
+    check(
+        config.signaling.answer_timeout_seconds > 0,
+        "signaling.answer_timeout_seconds",
+        "must be positive",
+    )
     check(config.rooms.peer_timeout_seconds > 0, "rooms.peer_timeout_seconds", "must be positive")
     check(
         config.signaling.max_message_bytes >= 1024,
@@ -411,6 +430,13 @@ def validate(config: Config) -> None:
         check(codec in VIDEO_CODECS, "media.video_codecs", f"unknown codec {codec!r}")
     for server in config.ice.servers:
         check("urls" in server, "ice.servers", "every server needs urls")
+        urls = server.get("urls")
+        for url in urls if isinstance(urls, list) else [urls]:
+            check(
+                isinstance(url, str) and url.startswith(ICE_URL_SCHEMES),
+                "ice.servers",
+                f"{url!r} is not a stun:, stuns:, turn: or turns: URL (browsers refuse it)",
+            )
     _validate_ice(config.ice, check)
     check(config.server.drain_seconds >= 0, "server.drain_seconds", "must be 0 or more")
     check(

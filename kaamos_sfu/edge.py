@@ -55,7 +55,7 @@ class Edge:
         hops = [
             h.strip() for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",")
         ]
-        for hop in reversed([h for h in hops if h]):
+        for hop in reversed([_without_port(h) for h in hops if h]):
             if _ip(hop) is None:
                 return address  # garbage in the header: the last proxy is all we know
             address = hop
@@ -137,6 +137,16 @@ def _ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
         return ipaddress.ip_address(text or "")
     except ValueError:
         return None
+
+
+def _without_port(hop: str) -> str:
+    """An X-Forwarded-For entry without the port some balancers add: 1.2.3.4:5678 and
+    [2001:db8::5]:5678 (a bare IPv6 address has colons too, so only brackets mark a port)."""
+    if hop.startswith("["):
+        return hop[1 : hop.find("]")] if "]" in hop else hop
+    if hop.count(":") == 1:
+        return hop.split(":")[0]
+    return hop
 
 
 def _first(value: str | None) -> str:

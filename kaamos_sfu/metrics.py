@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from . import __version__
 from .appkeys import METRICS, REGISTRY, ROOMS
+from .registry import RegistryUnavailable
 from .rooms import RoomManager
 
 LAG_INTERVAL_SECONDS = 0.5
@@ -83,7 +84,8 @@ class Metrics:
 class KaamosCollector(Collector):
     def __init__(self, rooms: RoomManager) -> None:
         self.rooms = rooms
-        self.registered_rooms = 0  # set by the handler: the registry is asynchronous
+        # Set by the handler, which can await the registry; None while it is unreachable.
+        self.registered_rooms: int | None = 0
 
     def collect(self) -> Iterator[Metric]:
         rooms = self.rooms
@@ -91,8 +93,16 @@ class KaamosCollector(Collector):
         info.add_metric([__version__], 1)
         yield info
         yield GaugeMetricFamily(
-            "kaamos_rooms", "Rooms that exist and have not expired.", value=self.registered_rooms
+            "kaamos_registry_up",
+            "1 if the room registry (Redis, when configured) answered this scrape, else 0.",
+            value=0 if self.registered_rooms is None else 1,
         )
+        if self.registered_rooms is not None:  # no made-up value while Redis is down
+            yield GaugeMetricFamily(
+                "kaamos_rooms",
+                "Rooms that exist and have not expired.",
+                value=self.registered_rooms,
+            )
         yield GaugeMetricFamily(
             "kaamos_active_rooms", "Rooms with peers on this node.", value=rooms.room_count
         )
@@ -151,7 +161,10 @@ async def _metrics(app: web.Application) -> AsyncIterator[None]:
 
 async def metrics_handler(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
-    metrics.collector.registered_rooms = await request.app[REGISTRY].count()
+    try:
+        metrics.collector.registered_rooms = await request.app[REGISTRY].count()
+    except RegistryUnavailable:  # the node's own figures are what an operator needs now
+        metrics.collector.registered_rooms = None
     return web.Response(
         body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )

@@ -21,7 +21,7 @@ from . import protocol
 from .config import Config
 from .forwarding import DownTrack, UpTrack
 from .negotiation import RECEIVE, SEND, Slot, TrackKey, WantedTrack, plan_slots
-from .protocol import SOURCE_KIND, BadMessage, IceCandidate, PeerInfo
+from .protocol import SOURCE_KIND, BadMessage, ErrorCode, IceCandidate, PeerInfo
 from .registry import new_room_id
 from .rtc_bridge import (
     RTCP_INTERVAL_MAX,
@@ -150,6 +150,14 @@ class Peer:
             self.room.tracks_changed()  # the others drop the m-lines of what we stopped
         await pc.setLocalDescription(await pc.createOffer())
         if self.closed:
+            return
+        if "a=candidate:" not in pc.localDescription.sdp:
+            # No media socket could be bound (the ice port range is full): say so rather
+            # than let the client wait for a connection that cannot come.
+            log.warning("no media port for a peer", extra={"peer_id": self.peer_id})
+            message = "No free media port on this server; try again in a moment."
+            await self.connection.send(protocol.error(ErrorCode.AT_CAPACITY, message))
+            self.room.remove_soon(self, "no media port")
             return
         tracks = {
             mid: s.owner

@@ -36,13 +36,15 @@ def save(state_dir: Path, records: list[RoomRecord]) -> None:
     log.info("rooms saved", extra={"rooms": len(records)})
 
 
-def load(state_dir: Path) -> list[RoomRecord]:
-    """The saved records; none if there is no file. A damaged file is logged and skipped:
-    losing rooms is better than not starting."""
+def take(state_dir: Path) -> list[RoomRecord]:
+    """The saved records, and the file is removed: after a crash (no clean shutdown to write
+    a new one) an old snapshot must not bring back rooms deleted since. None if there is no
+    file; a damaged file is logged and skipped: losing rooms is better than not starting."""
     path = state_dir / SNAPSHOT_FILE
     try:
         data = json.loads(path.read_text())
         records = [RoomRecord(**item) for item in data]
+        path.unlink()
     except FileNotFoundError:
         return []
     except (OSError, ValueError, TypeError) as exc:

@@ -41,6 +41,13 @@ class ServerDraining(Exception):
         self.retry_after = retry_after
 
 
+# Why a peer is removed by the server → the close code its socket gets (else TIMEOUT).
+_REMOVAL_CLOSE_CODES = {
+    "internal error": CloseCode.INTERNAL_ERROR,
+    "no media port": CloseCode.TRY_AGAIN_LATER,
+}
+
+
 class Room:
     def __init__(self, room_id: str, manager: RoomManager) -> None:
         self.room_id = room_id
@@ -66,7 +73,7 @@ class Room:
             peer.request_offer()
 
     def remove_soon(self, peer: Peer, reason: str) -> None:
-        code = CloseCode.INTERNAL_ERROR if reason == "internal error" else CloseCode.TIMEOUT
+        code = _REMOVAL_CLOSE_CODES.get(reason, CloseCode.TIMEOUT)
         self.manager.spawn(self.manager.leave(self, peer, reason, close_code=code))
 
     async def broadcast(self, message: dict[str, Any], *, exclude: Peer | None = None) -> None:

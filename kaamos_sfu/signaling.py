@@ -240,6 +240,7 @@ async def _over_ip_limit(request: web.Request, connection: WebSocketConnection) 
     if wait <= 0:
         return False
     retry_after = retry_after_seconds(wait)
+    request.app[ROOMS].counts.rate_limited["websocket_per_ip"] += 1
     log.info("websocket rate limited", extra={"client_ip": client_ip, "retry_after": retry_after})
     message = f"More than {limit} connections per minute from this address."
     await connection.send(protocol.error(ErrorCode.RATE_LIMITED, message, retry_after=retry_after))

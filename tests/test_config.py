@@ -270,6 +270,13 @@ def test_unknown_env_setting_is_an_error() -> None:
         (["rooms.max_rooms=0"], "rooms.max_rooms"),
         (["signaling.joins_per_minute_per_ip=0"], "signaling.joins_per_minute_per_ip"),
         (["signaling.allowed_origins=ftp://a.example.org"], "signaling.allowed_origins"),
+        (["signaling.join_timeout_seconds=0"], "signaling.join_timeout_seconds"),
+        (["signaling.answer_timeout_seconds=-5"], "signaling.answer_timeout_seconds"),
+        (["rooms.expire_after_hours=inf"], "rooms.expire_after_hours"),
+        (["rooms.expire_after_hours=1e308"], "rooms.expire_after_hours"),
+        (["server.drain_seconds=nan"], "server.drain_seconds"),
+        (['ice.servers=[{"urls": "stun.example.org"}]'], "ice.servers"),
+        (['ice.servers=[{"urls": ["stun:a.example.org", 5]}]'], "ice.servers"),
     ],
 )
 def test_new_validation_errors(overrides: list[str], key: str) -> None:

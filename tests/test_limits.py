@@ -133,6 +133,8 @@ async def test_websocket_joins_per_ip(make_config: Any, make_client: Any) -> Non
     await joins_ok(client, room_id, {"X-Forwarded-For": "198.51.100.1"})
     ws = await client.ws_connect(f"/ws/{room_id}", headers={"X-Forwarded-For": "198.51.100.2"})
     await expect_rate_limited(ws)
+    metrics = await (await client.get("/metrics")).text()
+    assert 'kaamos_rate_limited_total{limit="websocket_per_ip"} 1.0' in metrics
 
 
 async def test_websocket_joins_per_forwarded_ip(make_config: Any, make_client: Any) -> None:

@@ -114,3 +114,19 @@ async def test_nacks_sent_upstream_are_counted(make_config: Any, make_client: An
             what="a NACK upstream",
         )
         assert value(await scrape(http), "kaamos_nacks_sent_total") >= 1
+
+
+async def test_metrics_answer_while_redis_is_down(
+    make_config: Any, make_client: Any, redis: Any
+) -> None:
+    """With Redis down the node's own figures still come, and kaamos_registry_up says 0."""
+    http = await make_client(make_config(cluster={"redis_url": redis.url}))
+    await create_room(http)
+    samples = await scrape(http)
+    assert value(samples, "kaamos_registry_up") == 1
+    assert value(samples, "kaamos_rooms") == 1
+    redis.stop()
+    samples = await scrape(http)
+    assert value(samples, "kaamos_registry_up") == 0
+    assert ("kaamos_rooms", ()) not in samples
+    assert value(samples, "kaamos_peers") == 0

@@ -21,7 +21,7 @@ from aiortc import (
     RTCIceTransportPolicy,
     RTCPeerConnection,
 )
-from call_support import base_url, clients, create_room
+from call_support import base_url, clients, create_room, eventually
 from rtc_client import RtcClient
 from test_cli import free_port
 from test_ice_addresses import _free_port_block
@@ -76,6 +76,28 @@ async def test_port_range_and_announced_address_reach_sdp_sockets_and_call(
             assert first <= port <= first + 3
         await b.wait_decoded((a.peer_id, "camera"), frames=5)
         await a.wait_decoded((b.peer_id, "camera"), frames=5)
+
+
+async def test_a_full_port_range_refuses_the_newcomer_and_keeps_the_call(make_config, make_client):
+    """With every media port taken, a newcomer is told AT_CAPACITY and closed with 1013
+    (try again later) instead of waiting for a connection that cannot come; the peer
+    already in the call keeps its media."""
+    first = _free_port_block(1)
+    http = await make_client(make_config(ice={"port_min": first, "port_max": first}))
+    room_id = await create_room(http)
+    async with clients(http, room_id, 1) as (a,):
+        await eventually(lambda: a.pc.connectionState == "connected", what="a connected")
+        late = RtcClient(base_url(http), room_id, "Late")
+        try:
+            assert (await late.join())["type"] == "joined"
+            refusal = await late.wait_for(lambda m: m["type"] == "error")
+            assert refusal["code"] == "AT_CAPACITY"
+            await eventually(lambda: late.close_code is not None, what="late closed")
+            assert late.close_code == 1013
+        finally:
+            await late.close()
+        assert http.server.app[ROOMS].peer_count == 1
+        assert a.pc.connectionState == "connected"
 
 
 async def test_each_join_gets_fresh_turn_rest_credentials(make_config, make_client):

@@ -24,6 +24,7 @@ from test_cli import TIMEOUT, free_port, poll_health, start_server, write_config
 from kaamos_sfu import room_snapshot
 from kaamos_sfu.appkeys import API_SECRET, ROOMS
 from kaamos_sfu.auth import issue_token
+from kaamos_sfu.registry import RoomRecord
 from kaamos_sfu.server import drain
 
 SECRET = "a-test-api-secret-that-is-long-enough-1234"
@@ -202,6 +203,15 @@ async def test_rooms_survive_a_restart(tmp_path: Path):
 
 def test_a_damaged_room_snapshot_is_skipped(tmp_path: Path, caplog):
     (tmp_path / room_snapshot.SNAPSHOT_FILE).write_text("[{not json")
-    assert room_snapshot.load(tmp_path) == []
+    assert room_snapshot.take(tmp_path) == []
     assert "room snapshot unreadable" in caplog.text
-    assert room_snapshot.load(tmp_path / "nowhere") == []
+    assert room_snapshot.take(tmp_path / "nowhere") == []
+
+
+def test_a_room_snapshot_is_used_once(tmp_path: Path):
+    """After a crash there is no fresh snapshot: the one read at the last start must not
+    bring back rooms deleted since."""
+    record = RoomRecord("AbCdEf1234", 7, 1.0, 2.0, 3600.0)
+    room_snapshot.save(tmp_path, [record])
+    assert room_snapshot.take(tmp_path) == [record]
+    assert room_snapshot.take(tmp_path) == []
