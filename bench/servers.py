@@ -159,13 +159,17 @@ class Kaamos(System):
         self.source = source  # another checkout measures another version side by side
         self.workers = workers
         self.config = workdir / "kaamos.toml"
+        self.redis: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         port = free_port()
+        cluster = ""
+        if self.workers > 1:  # workers share their rooms through Redis
+            cluster = f'[cluster]\nredis_url = "{self._start_redis()}"\n'
         self.config.write_text(
-            f'[server]\nhost = "127.0.0.1"\nport = {port}\n'
+            f'[server]\nhost = "127.0.0.1"\nport = {port}\ndrain_seconds = 0.0\n'
             f'state_dir = "{self.workdir / "kaamos-state"}"\n'
-            f'[ice]\nhost_addresses = ["127.0.0.1"]\n[log]\nlevel = "warning"\n'
+            f'[ice]\nhost_addresses = ["127.0.0.1"]\n[log]\nlevel = "warning"\n{cluster}'
         )
         command = [sys.executable, "-m", "kaamos_sfu", "serve", "--config", str(self.config)]
         if self.workers > 1:
@@ -174,6 +178,44 @@ class Kaamos(System):
         self._spawn(command, "kaamos.log", cwd=self.source, env=env)
         self.url = f"http://127.0.0.1:{port}"
         wait_http(self.url + "/health", self.process)  # type: ignore[arg-type]
+
+    def _start_redis(self) -> str:
+        """A redis-server for the workers (not an SFU descendant: its CPU, a heartbeat a
+        second per worker and a few calls per join, is not counted)."""
+        port = free_port()
+        self.redis = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return f"redis://127.0.0.1:{port}/0"
+            except OSError:
+                if time.monotonic() > deadline or self.redis.poll() is not None:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        super().stop()
+        if self.redis is not None:
+            self.redis.terminate()
+            self.redis.wait(10)
+            self.redis = None
 
     def create_rooms(self, count: int) -> list[str]:
         token = subprocess.run(
