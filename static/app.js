@@ -9,6 +9,7 @@ import { Stage } from "./tiles.js";
 /** @typedef {import("./protocol.js").RemoteTrack} RemoteTrack */
 /** @typedef {import("./protocol.js").LocalTracks} LocalTracks */
 /** @typedef {import("./protocol.js").CallState} CallState */
+/** @typedef {import("./protocol.js").RetryReason} RetryReason */
 /** @typedef {import("./protocol.js").Closed} Closed */
 /** @typedef {import("./strings.js").StringKey} StringKey */
 /** @typedef {"connecting" | "connected" | "reconnecting" | "media" | "error" | "ended"} PageState */
@@ -17,6 +18,8 @@ import { Stage } from "./tiles.js";
 const ROOM_ID_RE = /^[A-Za-z0-9]{10}$/;
 const NAME_KEY = "kaamos.name";
 const CALM_AFTER_MS = 3000;
+/** @type {Partial<Record<RetryReason, StringKey>>} the banner while the service, not the network, is the trouble */
+const RETRY_TEXT = { restart: "restartingIn", unavailable: "unavailableIn", "wrong-node": "wrongNodeIn" };
 
 /**
  * @template {HTMLElement} T
@@ -430,9 +433,13 @@ async function editName() {
 /** @param {KaamosClient} c */
 function wire(c) {
   c.addEventListener("state", (e) => {
-    const { state, retryInMs } = /** @type {CustomEvent<CallState>} */ (e).detail;
+    const { state, retryInMs, reason } = /** @type {CustomEvent<CallState>} */ (e).detail;
     if (c.lastCloseCode !== null) document.body.dataset.closeCode = String(c.lastCloseCode);
-    if (state === "reconnecting" && !c.everJoined) {
+    const retryText = state === "reconnecting" && reason ? RETRY_TEXT[reason] : undefined;
+    if (retryText) {
+      const s = Math.max(1, Math.round((retryInMs ?? 0) / 1000));
+      setState(c.everJoined ? "reconnecting" : "connecting", t(retryText, { s }));
+    } else if (state === "reconnecting" && !c.everJoined) {
       setState("connecting", t("connecting"));
     } else if (state === "reconnecting") {
       const s = Math.round((retryInMs ?? 0) / 1000);

@@ -52,11 +52,20 @@
  */
 
 /**
+ * Why the client is about to try again: "lost" (the network or the media connection),
+ * "restart" (server-shutdown), "unavailable" (the service answered but cannot take the
+ * call now: REGISTRY_UNAVAILABLE, close 1013, a 5xx room lookup, RATE_LIMITED) or
+ * "wrong-node" (WRONG_NODE redirects went round more than MAX_REDIRECTS times).
+ * @typedef {"lost" | "restart" | "unavailable" | "wrong-node"} RetryReason
+ */
+
+/**
  * Detail of the "state" event.
  * @typedef {object} CallState
  * @property {"connecting" | "connected" | "reconnecting"} state
  * @property {number} [retryInMs]  when reconnecting: the wait before the next attempt
  * @property {number} [attempt]  when reconnecting: how many attempts failed in a row
+ * @property {RetryReason} [reason]  when reconnecting: why
  */
 
 /**
@@ -64,7 +73,8 @@
  * @typedef {object} Closed
  * @property {number | null} code  the last WebSocket close code, if a socket was open
  * @property {string | null} error  a server error code (ROOM_FULL, ...), "UNREACHABLE"
- *   when every attempt failed, or null after leave() and room-ended
+ *   when every attempt failed for network reasons, "NO_WEBRTC" when the browser cannot
+ *   create an RTCPeerConnection, or null after leave() and room-ended
  */
 
 /**
@@ -85,7 +95,8 @@
  * @property {string} name
  * @property {LocalTracks} localTracks  The tracks to publish; their keys become `publish`.
  * @property {{protocol: string, host: string}} [location]  Defaults to globalThis.location.
- * @property {number} [maxAttempts]  failed attempts in a row before giving up (UNREACHABLE)
+ * @property {number} [maxAttempts]  attempts in a row lost to the network before giving up
+ *   (UNREACHABLE); the service's own refusals ("unavailable", "wrong-node") do not count
  * @property {number} [maxFirstAttempts]  the same before the first join
  */
 
@@ -96,6 +107,8 @@ export const FINAL_ERRORS = new Set(["INVALID_ROOM_ID", "ROOM_NOT_FOUND", "ROOM_
 /** A node that does not hold the room closes with this after a WRONG_NODE error. */
 export const WRONG_NODE_CLOSE = 4421;
 export const MAX_REDIRECTS = 3;
+/** REGISTRY_UNAVAILABLE closes with this: the service cannot take the call right now. */
+export const TRY_AGAIN_CLOSE = 1013;
 /** A socket that has not brought `joined` by then is given up and retried. */
 const JOIN_TIMEOUT_MS = 10_000;
 /** A join that lasted this long resets the backoff. */
@@ -123,11 +136,24 @@ function isSocketUrl(url) {
   return typeof url === "string" && /^wss?:\/\/[^/\s]+/.test(url);
 }
 
+/** The room lookup got an HTTP answer that is neither the room nor a final refusal. */
+export class LookupError extends Error {
+  /**
+   * @param {string} message
+   * @param {number} status  the HTTP status, e.g. 503 for REGISTRY_UNAVAILABLE
+   */
+  constructor(message, status) {
+    super(message);
+    this.name = "LookupError";
+    this.status = status;
+  }
+}
+
 /**
  * Ask the server where to signal for a room (contract C3 in docs/protocol.md). The
  * answer's `signaling_url` wins; without it, the same-origin URL. A 4xx with an error
- * code is final (no such room, expired); anything else (network down, 5xx) throws, and
- * the caller retries.
+ * code is final (no such room, expired); anything else throws (a network error as it
+ * comes from fetch, an HTTP answer as a LookupError), and the caller retries.
  * @param {{protocol: string, host: string}} loc
  * @param {string} roomId
  * @param {typeof fetch} [fetchFn]
@@ -144,7 +170,7 @@ export async function lookupRoom(loc, roomId, fetchFn = fetch) {
   }
   const code = body?.error?.code;
   if (response.status < 500 && typeof code === "string") return { error: code };
-  throw new Error(`GET ${url}: HTTP ${response.status}`);
+  throw new LookupError(`GET ${url}: HTTP ${response.status} ${code ?? ""}`.trim(), response.status);
 }
 
 /**
@@ -157,6 +183,40 @@ export async function lookupRoom(loc, roomId, fetchFn = fetch) {
 export function backoffMs(failures, random = Math.random) {
   const base = Math.min(10_000, 500 * 2 ** Math.max(0, failures - 1));
   return Math.round(base * (0.75 + 0.5 * random()));
+}
+
+/**
+ * The media connection. An ICE server entry the browser refuses (a URL without stun: or
+ * turn:, TURN without credentials) makes the constructor throw: rather than stay stuck,
+ * leave such entries out, and say which (by URL only: TURN entries carry credentials).
+ * @param {RTCIceServer[]} iceServers
+ * @returns {RTCPeerConnection | null}  null when the browser cannot make one at all
+ */
+function newPeerConnection(iceServers) {
+  /** @param {RTCIceServer[]} servers */
+  const make = (servers) => new RTCPeerConnection({ iceServers: servers, bundlePolicy: "max-bundle" });
+  try {
+    return make(iceServers);
+  } catch (err) {
+    console.warn("kaamos: the browser refuses the ice_servers, checking them one by one:", err);
+  }
+  const usable = iceServers.filter((server) => {
+    try {
+      make([server]).close();
+      return true;
+    } catch (err) {
+      console.warn("kaamos: leaving out an ICE server the browser refuses:", JSON.stringify(server?.urls), err);
+      return false;
+    }
+  });
+  for (const servers of [usable, []]) {
+    try {
+      return make(servers);
+    } catch (err) {
+      console.error("kaamos: cannot create an RTCPeerConnection:", err);
+    }
+  }
+  return null;
 }
 
 /**
@@ -188,8 +248,10 @@ class Session {
     this.abandoned = false;
     /** @type {string | null} WRONG_NODE: where the room really is */
     this.redirect = null;
-    /** @type {number | null} server-shutdown: seconds to wait before reconnecting */
+    /** @type {number | null} server-shutdown, RATE_LIMITED: seconds to wait before reconnecting */
     this.retryAfter = null;
+    /** @type {RetryReason | null} what the server said about why this session ends */
+    this.reason = null;
     /** @type {string | null} a final server error code */
     this.error = null;
     /** @type {number | null} when `joined` came (Date.now()) */
@@ -269,6 +331,7 @@ class Session {
       case "server-shutdown":
         // Contract C2: the close (1001) follows; come back after retry_after seconds.
         this.retryAfter = Math.max(0, Number(msg.retry_after) || 0);
+        this.reason = "restart";
         break;
       case "room-ended":
         // The close with 4001 follows and ends the call.
@@ -286,6 +349,9 @@ class Session {
     } else if (code === "RATE_LIMITED" && Number(msg.retry_after) > 0) {
       // Too many connections from this address: the close (4429) follows; wait as told.
       this.retryAfter = Number(msg.retry_after);
+      this.reason = "unavailable";
+    } else if (code === "REGISTRY_UNAVAILABLE") {
+      this.reason = "unavailable"; // the close (1013) follows; back off, it is not our network
     } else if (FINAL_ERRORS.has(code)) {
       this.error = code;
     } else {
@@ -296,13 +362,15 @@ class Session {
   /** @param {JoinedMessage} msg */
   onJoined(msg) {
     clearTimeout(this.joinTimer);
+    // Always pass the list, even empty (docs/protocol.md, "joined").
+    const pc = newPeerConnection(Array.isArray(msg.ice_servers) ? msg.ice_servers : []);
+    if (!pc) {
+      this.error = "NO_WEBRTC";
+      this.abandon("no RTCPeerConnection");
+      return;
+    }
     this.peerId = msg.peer_id;
     this.joinedAt = Date.now();
-    // Always pass the list, even empty (docs/protocol.md, "joined").
-    const pc = new RTCPeerConnection({
-      iceServers: msg.ice_servers ?? [],
-      bundlePolicy: "max-bundle",
-    });
     this.pc = pc;
     pc.addEventListener("icecandidate", (event) => this.onLocalCandidate(event.candidate));
     pc.addEventListener("connectionstatechange", () => {
@@ -310,7 +378,7 @@ class Session {
       this.owner.emit("connection-state", pc.connectionState);
       if (pc.connectionState === "connected") {
         this.mediaConnected = true;
-        this.owner.failures = 0;
+        this.owner.resetBackoff();
       }
       // The server has no ICE restart: a failed media connection is a rejoin.
       if (pc.connectionState === "failed") this.abandon("media connection failed");
@@ -454,8 +522,17 @@ export class KaamosClient extends EventTarget {
     this.muted = { camera: false, microphone: false };
     /** @type {Session | null} */
     this.session = null;
+    /** Failed attempts in a row: the backoff grows with them. */
     this.failures = 0;
+    /** Those of them lost to the network (reason "lost"): too many and the call gives up. */
+    this.lostAttempts = 0;
     this.redirects = 0;
+    /** @type {string | null} the signaling URL of the last session that brought `joined` */
+    this.lastGoodUrl = null;
+    /** Failed lookups in a row: the fallback URL alternates with them. */
+    this.lookupFailures = 0;
+    /** This attempt's lookup got a 5xx: the service is down, not the user's network. */
+    this.serviceDown = false;
     this.finished = false;
     this.leaving = false;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
@@ -567,18 +644,38 @@ export class KaamosClient extends EventTarget {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
+  /** A call that went well starts its backoff afresh. */
+  resetBackoff() {
+    this.failures = 0;
+    this.lostAttempts = 0;
+  }
+
+  /**
+   * Where to signal when the room lookup failed. The room API may be down (Redis) while
+   * the sockets are not: first the socket that last brought `joined` (the room most likely
+   * still lives there), then the page's own origin, in turn while the lookups keep failing.
+   * @returns {string}
+   */
+  fallbackUrl() {
+    const own = signalingUrl(this.location, this.roomId);
+    const urls = this.lastGoodUrl && this.lastGoodUrl !== own ? [this.lastGoodUrl, own] : [own];
+    return urls[this.lookupFailures++ % urls.length];
+  }
+
   /** One attempt: where to signal, then a socket (redirects are followed in onSessionClosed). */
   async attempt() {
     this.retryTimer = undefined;
     this.redirects = 0;
+    this.serviceDown = false;
     /** @type {RoomLookup} */
     let where;
     try {
       where = await lookupRoom(this.location, this.roomId);
+      this.lookupFailures = 0;
     } catch (err) {
       console.info("kaamos: room lookup failed:", err);
-      // The room API may be down while the socket is not: try the same-origin socket.
-      where = { signalingUrl: signalingUrl(this.location, this.roomId) };
+      this.serviceDown = err instanceof LookupError && err.status >= 500;
+      where = { signalingUrl: this.fallbackUrl() };
     }
     if (this.finished || this.leaving) return;
     if ("error" in where) {
@@ -595,6 +692,8 @@ export class KaamosClient extends EventTarget {
   onJoined(session, msg) {
     if (session !== this.session) return;
     this.everJoined = true;
+    this.lastGoodUrl = session.url;
+    this.lookupFailures = 0;
     this.emit("joined", msg);
     this.emit("state", { state: "connected" });
     // A rejoin is a new peer for the server: tell it again what is muted.
@@ -618,8 +717,12 @@ export class KaamosClient extends EventTarget {
       this.session = new Session(this, session.redirect);
       return;
     }
-    // A call that went well for a while starts its backoff afresh.
-    if (session.joinedAt !== null && Date.now() - session.joinedAt > STABLE_MS) this.failures = 0;
+    if (session.joinedAt !== null && Date.now() - session.joinedAt > STABLE_MS) this.resetBackoff();
+    /** @type {RetryReason} */
+    let reason = "lost";
+    if (session.reason) reason = session.reason;
+    else if (code === TRY_AGAIN_CLOSE || this.serviceDown) reason = "unavailable";
+    else if (code === WRONG_NODE_CLOSE) reason = "wrong-node";
     let delay;
     if (session.retryAfter !== null) {
       delay = session.retryAfter * 1000 + Math.round(Math.random() * 1000);
@@ -627,12 +730,14 @@ export class KaamosClient extends EventTarget {
       delay = 0; // media flowed a moment ago (a rejoin, a connection that broke): straight back
     } else {
       this.failures += 1;
+      // Only the network counts towards giving up: the server that answered is there.
+      if (reason === "lost") this.lostAttempts += 1;
       delay = backoffMs(this.failures);
     }
-    if (this.failures >= (this.everJoined ? this.maxAttempts : this.maxFirstAttempts)) {
+    if (this.lostAttempts >= (this.everJoined ? this.maxAttempts : this.maxFirstAttempts)) {
       return this.end("UNREACHABLE");
     }
-    this.emit("state", { state: "reconnecting", retryInMs: delay, attempt: this.failures });
+    this.emit("state", { state: "reconnecting", retryInMs: delay, attempt: this.failures, reason });
     this.retryTimer = setTimeout(() => this.attempt(), delay);
   }
 

@@ -82,13 +82,16 @@ class Server:
 async def running_server(
     tmp_path: Path, video_codecs: list[str] | None = None
 ) -> AsyncIterator[Server]:
-    """create_app(config) on 127.0.0.1 at a free port, with ICE on loopback only."""
+    """create_app(config) on 127.0.0.1 at a free port, with ICE on loopback only and room
+    creation limits above what a test module needs."""
     config = Config()
     if video_codecs is not None:
         config.media.video_codecs = video_codecs
     config.server.state_dir = str(tmp_path / "state")
     config.server.host = "127.0.0.1"
     config.ice.host_addresses = ["127.0.0.1"]
+    # One browser test module makes more rooms a minute than the bot limits allow.
+    config.api.rooms_per_minute_per_token = config.api.rooms_per_minute_per_creator = 100
     app = create_app(config)
     runner = web.AppRunner(app)
     await runner.setup()

@@ -8,6 +8,7 @@ need another browser setup (permissions refused, no camera, H264) start their ow
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -347,7 +348,7 @@ async def test_dropped_socket_and_server_shutdown_reconnect(
 ) -> None:
     """The server drops a page's WebSocket: the page rejoins by itself and video flows both
     ways again, without a reload. A server-shutdown message (retry_after 1) and close 1001:
-    the page comes back after about a second."""
+    the page says the server is restarting and comes back after about a second."""
     room_id = await server.create_room()
     url = f"{server.base_url}/room/{room_id}"
     log_a, log_b = PageLog(), PageLog()
@@ -370,7 +371,11 @@ async def test_dropped_socket_and_server_shutdown_reconnect(
     await connection.send({"type": "server-shutdown", "retry_after": 1})
     closed_at = time.monotonic()
     await connection.close(1001, "server shutting down")
-    await b.wait_for_selector('body[data-state="reconnecting"]')
+    await b.wait_for_function(
+        r"""() => document.body.dataset.state === "reconnecting"
+             && /^The server is restarting\. Reconnecting in [12] s…$/
+                  .test(document.getElementById("status").textContent)"""
+    )
     b_id = await rejoined(b, b_id)
     assert time.monotonic() - closed_at >= 1.0
     await a.wait_for_selector(f'.tile[data-peer-id="{b_id}"]')
@@ -459,6 +464,95 @@ async def test_unreachable_signaling_shows_a_page_after_a_few_tries(
     assert await page.is_visible('#message-actions button:has-text("Try again")')
     states = await page.evaluate("Object.values(window.kaamos.localTracks).map(t => t.readyState)")
     assert states == ["ended", "ended"]
+    log.assert_clean()
+
+
+async def test_registry_down_on_first_join_keeps_trying(
+    server: Server, open_page: OpenPage
+) -> None:
+    """The room registry is down when the page opens: the room lookup answers 503 and every
+    socket REGISTRY_UNAVAILABLE with close 1013. That is the service, not the user's network:
+    after more tries than an unreachable server gets, the page still says the service is
+    temporarily unavailable (not "check your internet"), and joins once the registry is back."""
+    room_id = await server.create_room()
+    log = PageLog(expected_errors=("status of 503",))
+    refused: list[float] = []
+    down = True
+
+    async def lookup(route: Any) -> None:
+        if not down:
+            await route.continue_()
+            return
+        body = '{"error": {"code": "REGISTRY_UNAVAILABLE", "message": "down"}}'
+        await route.fulfill(status=503, body=body, content_type="application/json")
+
+    def socket(ws: Any) -> None:
+        if not down:
+            ws.connect_to_server()
+            return
+
+        async def refuse(message: str | bytes) -> None:
+            refused.append(time.monotonic())
+            error = '{"type": "error", "code": "REGISTRY_UNAVAILABLE", "message": "down"}'
+            ws.send(error)
+            await ws.close(code=1013, reason="registry unavailable")
+
+        ws.on_message(refuse)
+
+    page = await open_page("about:blank", log)
+    await page.route(f"**/api/rooms/{room_id}", lookup)
+    await page.route_web_socket(f"**/ws/{room_id}", socket)
+    await page.goto(f"{server.base_url}/room/{room_id}?name=Ulla")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT_MS / 1000
+    while len(refused) < 4:  # an unreachable server gets 4 tries
+        assert loop.time() < deadline, f"only {len(refused)} tries"
+        await asyncio.sleep(0.05)
+    await page.wait_for_function(
+        r"""() => /^The service is temporarily unavailable\. Trying again in \d+ s…$/
+                   .test(document.getElementById("status").textContent)"""
+    )
+    assert await page.get_attribute("body", "data-state") == "connecting"
+    assert await page.get_attribute("body", "data-close-code") == "1013"
+    down = False
+    await page.wait_for_selector('body[data-state="connected"]')
+    assert len(refused) == 4
+    assert server.app[ROOMS].participants(room_id) == 1
+    log.assert_clean()
+
+
+async def test_ice_servers_the_browser_refuses_are_left_out(
+    server: Server, open_page: OpenPage
+) -> None:
+    """`joined` lists ICE servers Chromium refuses (no stun:/turn: scheme; TURN without
+    credentials), as a misconfigured ice.servers would: the page leaves them out, says so in
+    the console, and its media connection comes up with the good entry."""
+    room_id = await server.create_room()
+    good = {"urls": "stun:127.0.0.1:3478"}
+    bad = [{"urls": "stun.example.org"}, {"urls": ["turn:127.0.0.1:3478"]}]
+    warnings: list[str] = []
+
+    def socket(ws: Any) -> None:
+        to_server = ws.connect_to_server()
+
+        def from_server(message: str | bytes) -> None:
+            msg = json.loads(message)
+            if msg["type"] == "joined":
+                msg["ice_servers"] = [bad[0], good, bad[1]]
+            ws.send(json.dumps(msg))
+
+        to_server.on_message(from_server)
+
+    log = PageLog()
+    page = await open_page("about:blank", log)
+    page.on("console", lambda m: warnings.append(m.text) if m.type == "warning" else None)
+    await page.route_web_socket(f"**/ws/{room_id}", socket)
+    await page.goto(f"{server.base_url}/room/{room_id}?name=Ivan")
+    await page.wait_for_selector('body[data-state="connected"][data-media-state="connected"]')
+    used = await page.evaluate("window.kaamos.pc.getConfiguration().iceServers")
+    assert [s["urls"] for s in used] == [[good["urls"]]], used
+    refused = [w for w in warnings if "leaving out an ICE server" in w]
+    assert len(refused) == 2 and "stun.example.org" in refused[0], warnings
     log.assert_clean()
 
 
