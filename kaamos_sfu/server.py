@@ -3,7 +3,9 @@
 SIGTERM (systemd stop, docker stop, an upgrade): /health turns 503 and new rooms and joins
 are refused; every peer gets `server-shutdown` with `retry_after`; calls go on until they
 end or `server.drain_seconds` pass; then every socket closes with 1001 and the process
-exits 0. SIGINT (Ctrl-C) does the same without the wait. A second signal ends the wait.
+exits 0. SIGINT (Ctrl-C) does the same without the wait, and ends a wait in progress. A
+repeated SIGTERM does not: systemd's KillMode=control-group sends SIGTERM to every process
+of the service, and a `--workers` supervisor passes its own on to each worker as well.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ async def serve(
         )
         first = await signals.next()
         seconds = config.server.drain_seconds if first == signal.SIGTERM else 0.0
-        second = signals.next()
+        second = asyncio.ensure_future(signals.wait_for(signal.SIGINT))
         try:
             await drain(app, config, seconds, f"{first.name}: shutting down", cut_short=second)
         finally:
@@ -104,8 +106,14 @@ class _SignalWatch:
         for sig in self.SIGNALS:
             self._loop.add_signal_handler(sig, self._queue.put_nowait, sig)
 
-    def next(self) -> asyncio.Future[signal.Signals]:
-        return asyncio.ensure_future(self._queue.get())
+    async def next(self) -> signal.Signals:
+        return await self._queue.get()
+
+    async def wait_for(self, wanted: signal.Signals) -> signal.Signals:
+        """The next `wanted` signal; others meanwhile are logged and dropped."""
+        while (got := await self._queue.get()) is not wanted:
+            log.info("signal ignored: already stopping", extra={"signal": got.name})
+        return got
 
     def close(self) -> None:
         for sig in self.SIGNALS:
