@@ -39,6 +39,7 @@ from .registry import (
     CreatorId,
     NodeInfo,
     RegistryUnavailable,
+    RoomCapReached,
     RoomRecord,
     new_room_id,
 )
@@ -52,6 +53,12 @@ _NODE_GC_SECONDS = 300.0
 _LUA_NUM = "string.format('%.17g', {})"
 
 _CREATE = """
+if ARGV[10] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[11])
+  if redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[2], '+inf') >= tonumber(ARGV[10]) then
+    return -1
+  end
+end
 local last = redis.call('HGET', KEYS[1], 'last_activity')
 if last and tonumber(last) + 2 * tonumber(redis.call('HGET', KEYS[1], 'ttl')) > tonumber(ARGV[2])
 then return 0 end
@@ -169,7 +176,9 @@ class RedisRegistry:
         self._sync_rooms = self._redis.register_script(_SYNC_ROOMS)
         self._rate_limit = self._redis.register_script(_RATE_LIMIT)
 
-    async def create(self, creator_user_id: CreatorId, node_id: str | None = None) -> RoomRecord:
+    async def create(
+        self, creator_user_id: CreatorId, node_id: str | None = None, max_rooms: int | None = None
+    ) -> RoomRecord:
         now = self._clock()
         ttl = self.ttl_seconds
         while True:
@@ -187,9 +196,13 @@ class RedisRegistry:
                         repr(now + ttl),
                         repr(now - PLACEMENT_WINDOW_SECONDS),
                         math.ceil(PLACEMENT_WINDOW_SECONDS),
+                        "" if max_rooms is None else max_rooms,
+                        repr(now - ttl),  # as count(): purge what is past its kept time
                     ],
                 )
             )
+            if created == -1:
+                raise RoomCapReached(max_rooms)
             if created:  # else the id is taken (about 59 bits: almost never)
                 return RoomRecord(room_id, creator_user_id, now, now, ttl, node_id)
 

@@ -33,6 +33,10 @@ class RegistryUnavailable(Exception):
     """The shared registry (Redis) cannot be reached; the API answers 503."""
 
 
+class RoomCapReached(Exception):
+    """`create(max_rooms=N)` found N rooms already: the API answers 503 AT_CAPACITY."""
+
+
 def new_room_id() -> str:
     """A 10-character room id from the OS CSPRNG (about 59 bits)."""
     return "".join(secrets.choice(ROOM_ID_ALPHABET) for _ in range(ROOM_ID_LENGTH))
@@ -86,8 +90,12 @@ class RoomRegistry(Protocol):
     """Where room records and nodes live. All methods are coroutines so that Redis can back
     them; a shared registry that cannot be reached raises RegistryUnavailable."""
 
-    async def create(self, creator_user_id: CreatorId, node_id: str | None = None) -> RoomRecord:
-        """A new room with a fresh id, held by `node_id`."""
+    async def create(
+        self, creator_user_id: CreatorId, node_id: str | None = None, max_rooms: int | None = None
+    ) -> RoomRecord:
+        """A new room with a fresh id, held by `node_id`. With `max_rooms`, raise RoomCapReached
+        instead when that many rooms exist (as `count()` counts them), checked in the same
+        atomic step as the creation: concurrent creates through any node never exceed it."""
         ...
 
     async def get(self, room_id: str) -> RoomRecord | None:

@@ -7,6 +7,7 @@ both through the same expectations.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,6 +19,7 @@ from kaamos_sfu.registry import (
     PLACEMENT_WINDOW_SECONDS,
     NodeInfo,
     RegistryUnavailable,
+    RoomCapReached,
     RoomRegistry,
     is_valid_room_id,
 )
@@ -143,6 +145,23 @@ async def test_count_counts_only_unexpired(registry: RoomRegistry, clock: FakeCl
     await registry.create(None)
     clock.now += TTL / 2
     assert await registry.count() == 1
+
+
+async def test_create_refuses_beyond_max_rooms(registry: RoomRegistry, clock: FakeClock) -> None:
+    """create(max_rooms=N) raises RoomCapReached once N rooms exist; expired and deleted
+    rooms do not count, and create without max_rooms is never refused."""
+    first = await registry.create(None, "a", max_rooms=2)
+    await registry.create(None, "a", max_rooms=2)
+    with pytest.raises(RoomCapReached):
+        await registry.create(None, "a", max_rooms=2)
+    assert await registry.count() == 2
+    await registry.delete(first.room_id)
+    await registry.create(None, "a", max_rooms=2)
+    await registry.create(None)  # no cap given
+    clock.now += TTL  # all three expire (kept to answer "expired", but not counted)
+    assert [await registry.create(None, max_rooms=2) for _ in range(2)]
+    with pytest.raises(RoomCapReached):
+        await registry.create(None, max_rooms=2)
 
 
 @pytest.fixture
@@ -319,6 +338,25 @@ async def test_redis_registries_share_everything(clock: FakeClock, redis_url: st
     finally:
         await one.close()
         await two.close()
+
+
+async def test_redis_max_rooms_holds_for_concurrent_creates(
+    clock: FakeClock, redis_url: str
+) -> None:
+    """Forty creates at once through four registries (four nodes) with max_rooms=5: exactly
+    five rooms exist, the others are refused."""
+    registries = [RedisRegistry(redis_url, ttl_seconds=TTL, clock=clock) for _ in range(4)]
+    try:
+        results = await asyncio.gather(
+            *(registries[i % 4].create(None, "a", max_rooms=5) for i in range(40)),
+            return_exceptions=True,
+        )
+        assert sum(not isinstance(r, BaseException) for r in results) == 5
+        assert all(isinstance(r, RoomCapReached) for r in results if isinstance(r, BaseException))
+        assert await registries[0].count() == 5
+    finally:
+        for registry in registries:
+            await registry.close()
 
 
 async def test_redis_keys_carry_ttls(clock: FakeClock, redis_server, redis_url: str) -> None:
