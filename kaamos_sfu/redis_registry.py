@@ -49,6 +49,8 @@ T = TypeVar("T")
 # Garbage collection of node entries: a node dead this long is deleted from the hash.
 _NODE_GC_SECONDS = 300.0
 
+_NODE_FIELDS = {f.name for f in dataclasses.fields(NodeInfo)}
+
 # Lua numbers print with 14 digits; timestamps are formatted with 17 to keep milliseconds.
 _LUA_NUM = "string.format('%.17g', {})"
 
@@ -285,7 +287,9 @@ class RedisRegistry:
         nodes: list[NodeInfo] = []
         long_dead: list[str] = []
         for node_id, raw in entries.items():
-            node = NodeInfo(**json.loads(raw))
+            entry = json.loads(raw)
+            # Fields only a newer version writes are skipped, so versions can mix in a cluster.
+            node = NodeInfo(**{k: v for k, v in entry.items() if k in _NODE_FIELDS})
             if node.expires_at > now:
                 nodes.append(node)
             elif node.expires_at <= now - _NODE_GC_SECONDS:

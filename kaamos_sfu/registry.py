@@ -81,6 +81,7 @@ class NodeInfo:
     peers: int = 0
     placed: int = 0  # rooms placed on it within PLACEMENT_WINDOW_SECONDS (filled by nodes())
     expires_at: float = 0.0  # unix seconds; the node is dead from then on unless it beats
+    draining: bool = False  # shutting down: its calls go on, but it takes no new rooms
 
     def room_signaling_url(self, room_id: str) -> str:
         return f"{self.signaling_url}/ws/{room_id}"

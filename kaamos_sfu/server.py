@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from . import __version__
-from .appkeys import LIFECYCLE, ROOMS
+from .appkeys import LIFECYCLE, NODE, ROOMS
 from .config import Config
 from .logs import AccessLogger
 
@@ -83,6 +83,7 @@ async def drain(
 ) -> None:
     """Refuse new rooms and joins, tell the peers, and wait up to `seconds` for them to go."""
     app[LIFECYCLE].drain(reason)
+    await app[NODE].drain()  # other nodes place no new rooms here from now on
     rooms = app[ROOMS]
     log.info("drain started", extra={"reason": reason, "drain_seconds": seconds})
     await rooms.begin_drain(config.server.shutdown_retry_after_seconds)

@@ -242,3 +242,47 @@ async def test_redis_down_keeps_media_and_recovers(cluster: Cluster) -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_draining_node_takes_no_new_rooms_and_keeps_its_call(
+    redis: RedisServer, tmp_path: Path
+) -> None:
+    """SIGTERM a node holding a call (two nodes, a long drain): its entry says draining at
+    once, rooms created meanwhile all go to the other node, and its own room still routes to
+    it while the call goes on. When its last peer leaves it stops, and the room moves."""
+    cluster = Cluster(
+        redis,
+        tmp_path / "nodes",
+        2,
+        KAAMOS_SERVER_DRAIN_SECONDS="60",
+        KAAMOS_API_ROOMS_PER_MINUTE_PER_TOKEN="100",
+    )
+    try:
+        await cluster.wait_ready()
+        victim, survivor = cluster.nodes
+        for _ in range(20):  # placement draws ties at random
+            room_id = await cluster.create_room(victim)
+            if await cluster.holder(room_id) is victim:
+                break
+        victim_ws = f"ws://127.0.0.1:{victim.port}/ws/{room_id}"
+        async with cluster.http.ws_connect(victim_ws) as peer:
+            await peer.send_json({"type": "join", "name": "A", "publish": []})
+            assert (await peer.receive_json(timeout=10))["type"] == "joined"
+            victim.process.terminate()
+            assert (await peer.receive_json(timeout=10))["type"] == "server-shutdown"
+
+            async def victim_draining() -> bool:
+                return victim.name in {n.node_id for n in await cluster.live_nodes() if n.draining}
+
+            await until(victim_draining, 5, "the victim's entry to say draining")
+            new_rooms = [await cluster.create_room(survivor) for _ in range(8)]
+            assert {(await cluster.holder(r)).name for r in new_rooms} == {survivor.name}
+            status, body = await cluster.get_room(survivor, room_id)
+            assert (status, body["signaling_url"]) == (200, victim_ws)
+            assert victim.process.poll() is None
+        victim.process.wait(15)  # its last peer left: the drain ends
+        status, body = await cluster.get_room(survivor, room_id)
+        assert status == 200, body
+        assert body["signaling_url"] == f"ws://127.0.0.1:{survivor.port}/ws/{room_id}"
+    finally:
+        await cluster.close()

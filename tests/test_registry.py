@@ -241,10 +241,11 @@ def node(node_id: str, **fields: int) -> NodeInfo:
 async def test_nodes_live_for_their_ttl(registry: RoomRegistry, clock: FakeClock) -> None:
     """A node is listed until its ttl runs out without a heartbeat, and again once it beats."""
     await registry.heartbeat(node("a", rooms=2, peers=5), ttl_seconds=6)
-    await registry.heartbeat(node("b"), ttl_seconds=6)
+    await registry.heartbeat(NodeInfo("b", "http://b", "ws://b", 10, draining=True), 6)
     listed = {n.node_id: n for n in await registry.nodes()}
     assert set(listed) == {"a", "b"}
     assert (listed["a"].rooms, listed["a"].peers, listed["a"].url) == (2, 5, "http://a")
+    assert (listed["a"].draining, listed["b"].draining) == (False, True)
     assert listed["a"].expires_at == clock.now + 6
     clock.now += 5
     await registry.heartbeat(node("b"), ttl_seconds=6)
@@ -357,6 +358,26 @@ async def test_redis_max_rooms_holds_for_concurrent_creates(
     finally:
         for registry in registries:
             await registry.close()
+
+
+async def test_redis_node_entries_from_a_newer_version_are_read(
+    clock: FakeClock, redis_server, redis_url: str
+) -> None:
+    """A node entry with a field this version does not know (a newer node in a rolling
+    upgrade) is still listed."""
+    registry = RedisRegistry(redis_url, ttl_seconds=TTL, clock=clock)
+    try:
+        await registry.heartbeat(node("a"), 6)
+        redis_server.command(
+            "HSET",
+            "kaamos:nodes",
+            "b",
+            '\'{"node_id": "b", "url": "http://b", "signaling_url": "ws://b", "capacity": 1, '
+            f'"expires_at": {clock.now + 6}, "future": 1}}\'',
+        )
+        assert {n.node_id for n in await registry.nodes()} == {"a", "b"}
+    finally:
+        await registry.close()
 
 
 async def test_redis_keys_carry_ttls(clock: FakeClock, redis_server, redis_url: str) -> None:
