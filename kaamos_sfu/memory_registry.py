@@ -117,7 +117,8 @@ class MemoryRegistry:
             if room_id in self._tombstones:
                 ended.append(room_id)
             elif record is not None:
-                record.participants = count
+                if record.node_id == node_id:  # else it moved: not this node's to count
+                    record.participants = count
             elif count:
                 self._rooms[room_id] = RoomRecord(
                     room_id, None, now, now, self.ttl_seconds, node_id, count

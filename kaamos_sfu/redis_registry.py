@@ -121,7 +121,10 @@ for i = 0, (#KEYS - 1) / 2 - 1 do
   if redis.call('EXISTS', tomb) == 1 then
     table.insert(ended, room)
   elseif redis.call('EXISTS', key) == 1 then
-    redis.call('HSET', key, 'participants', count)
+    -- A room that moved to another node (this one lost Redis for a while) is not ours.
+    if redis.call('HGET', key, 'node') == ARGV[1] then
+      redis.call('HSET', key, 'participants', count)
+    end
   elseif count ~= '0' then
     redis.call('HSET', key, 'creator', 'null', 'created_at', ARGV[2], 'last_activity', ARGV[2],
                'ttl', ARGV[3], 'node', ARGV[1], 'participants', count)

@@ -296,6 +296,15 @@ async def test_sync_rooms_publishes_counts(registry: RoomRegistry) -> None:
     assert (await registry.get(two.room_id)).participants == 0  # type: ignore[union-attr]
 
 
+async def test_sync_rooms_leaves_rooms_held_elsewhere(registry: RoomRegistry) -> None:
+    """A node's count of a room that has moved to another node changes nothing."""
+    record = await registry.create(None, "b")
+    await registry.sync_rooms("b", {record.room_id: 2})
+    assert await registry.sync_rooms("a", {record.room_id: 1}) == []
+    kept = await registry.get(record.room_id)
+    assert kept is not None and (kept.node_id, kept.participants) == ("b", 2)
+
+
 async def test_sync_rooms_reports_deleted_rooms(registry: RoomRegistry) -> None:
     """A live room deleted (through any node) comes back from sync_rooms so its call ends,
     and is not recreated."""
