@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import ssl
 from typing import Any
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 # Long enough for the writer tasks to flush server-shutdown and the close frames.
 CLOSE_TIMEOUT_SECONDS = 5.0
+LISTEN_BACKLOG = 128  # aiohttp's default
 
 
 async def serve(
@@ -42,11 +44,19 @@ async def serve(
         access_log_class=AccessLogger,
         shutdown_timeout=CLOSE_TIMEOUT_SECONDS,
     )
-    await runner.setup()
+    # Bound before the app starts, so that a node that cannot listen (its port is taken)
+    # fails before it joins the cluster: no other node ever places a room on it.
+    sockets = _listen(config.server.host, config.server.port)
+    try:
+        await runner.setup()
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     signals = _SignalWatch()
     try:
-        site = web.TCPSite(runner, config.server.host, config.server.port, ssl_context=ssl_context)
-        await site.start()
+        for sock in sockets:
+            await web.SockSite(runner, sock, ssl_context=ssl_context).start()
         log.info(
             "listening",
             extra={
@@ -94,6 +104,27 @@ async def drain(
     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     waiting.cancel()
     log.info("drain ended", extra={"peers_left": rooms.peer_count})
+
+
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Listening TCP sockets on host:port, made as asyncio's create_server makes them (one
+    per address the host resolves to; an empty host is every address)."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(LISTEN_BACKLOG)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 class _SignalWatch:

@@ -4,6 +4,7 @@ routing, media across nodes, a node killed with SIGKILL, and Redis stopped mid-c
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,10 +14,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 from cluster_support import NODE_TTL_SECONDS, Cluster, NodeProcess
+from conftest import MakeConfig
 from redis_support import RedisServer
 from rtc_client import RtcClient
 
+from kaamos_sfu.app import create_app
+from kaamos_sfu.redis_registry import RedisRegistry
+from kaamos_sfu.registry import NodeInfo
 from kaamos_sfu.rtc_bridge import configure_ice
+from kaamos_sfu.server import serve
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -286,3 +292,28 @@ async def test_draining_node_takes_no_new_rooms_and_keeps_its_call(
         assert body["signaling_url"] == f"ws://127.0.0.1:{survivor.port}/ws/{room_id}"
     finally:
         await cluster.close()
+
+
+async def test_a_node_that_cannot_listen_never_joins(
+    make_config: MakeConfig, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node whose port is taken fails before it registers: no other node ever sees it
+    in the node set, so none places a room on it."""
+    beats: list[str] = []
+    heartbeat = RedisRegistry.heartbeat
+
+    async def counted(self: RedisRegistry, node: NodeInfo, ttl_seconds: float) -> None:
+        beats.append(node.node_id)
+        await heartbeat(self, node, ttl_seconds)
+
+    monkeypatch.setattr(RedisRegistry, "heartbeat", counted)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = make_config(
+            server={"host": "127.0.0.1", "port": taken.getsockname()[1]},
+            cluster={"redis_url": redis_url, "node_id": "late"},
+        )
+        with pytest.raises(OSError):
+            await serve(create_app(config), config)
+    assert beats == []
