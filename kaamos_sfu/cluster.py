@@ -3,9 +3,9 @@
 A room lives on one node (docs/scaling.md). `place` picks the least-loaded live node for a
 new room, skipping draining nodes; `route` says which node serves a room, moving it to a
 live node when its node is dead (a draining node still serves its rooms: they move once it
-has stopped). The heartbeat refreshes this node's entry and publishes its rooms' peer counts; it
-is the only background Redis traffic, and the media path never waits for it. With the
-in-memory registry this node is the only node, through the same code.
+has stopped). The heartbeat refreshes this node's entry and publishes its rooms' peer
+counts; it is the only background Redis traffic, and the media path never waits for it.
+With the in-memory registry this node is the only node, through the same code.
 """
 
 from __future__ import annotations

@@ -120,9 +120,10 @@ class RoomRegistry(Protocol):
         ...
 
     async def sync_rooms(self, node_id: str, counts: dict[str, int]) -> list[str]:
-        """Store the peer counts of the rooms live on `node_id` (of those its record still
-        places there); return those of them that were deleted (the node ends their calls). A live room whose record is missing for another
-        reason (Redis restarted without persistence) is recreated on `node_id`."""
+        """Store the peer counts of the rooms live on `node_id` (of those whose record still
+        places them there); return those of them that were deleted (the node ends their
+        calls). A live room whose record is missing for another reason (Redis restarted
+        without persistence) is recreated on `node_id`."""
         ...
 
     async def heartbeat(self, node: NodeInfo, ttl_seconds: float) -> None:
