@@ -22,6 +22,7 @@ from .registry import (
     CreatorId,
     NodeInfo,
     RegistryUnavailable,
+    RoomCapReached,
     RoomRecord,
     is_valid_room_id,
     retry_after_seconds,
@@ -188,16 +189,19 @@ def _creator_user_id(body: Mapping[str, Any]) -> CreatorId:
     )
 
 
+def _at_capacity(max_rooms: int, sub: str) -> ApiError:
+    log.warning("room cap reached", extra={"max_rooms": max_rooms, "sub": sub})
+    return ApiError(503, "AT_CAPACITY", f"the server already holds {max_rooms} rooms")
+
+
 async def _check_create_allowed(request: web.Request, sub: str, creator: CreatorId) -> None:
     """503 when the room cap is reached, 429 when the token or the creator is over its rate.
 
-    The cap comes first, so that a refusal for capacity uses up no one's rate."""
+    The cap comes first, so that a refusal for capacity uses up no one's rate; `create`
+    checks it again atomically, so that concurrent creates cannot pass it together."""
     config, registry = request.app[CONFIG], request.app[REGISTRY]
     if await registry.count() >= config.rooms.max_rooms:
-        log.warning("room cap reached", extra={"max_rooms": config.rooms.max_rooms, "sub": sub})
-        raise ApiError(
-            503, "AT_CAPACITY", f"the server already holds {config.rooms.max_rooms} rooms"
-        )
+        raise _at_capacity(config.rooms.max_rooms, sub)
     limits = [("token", f"create:sub:{sub}", config.api.rooms_per_minute_per_token)]
     if creator is not None:
         limits.append(
@@ -235,7 +239,11 @@ async def create_room(request: web.Request) -> web.Response:
     creator = _creator_user_id(await _read_create_body(request))
     await _check_create_allowed(request, sub, creator)
     node = await request.app[NODE].place()
-    record = await request.app[REGISTRY].create(creator, node.node_id)
+    max_rooms = request.app[CONFIG].rooms.max_rooms
+    try:
+        record = await request.app[REGISTRY].create(creator, node.node_id, max_rooms)
+    except RoomCapReached:
+        raise _at_capacity(max_rooms, sub) from None
     request.app[ROOMS].counts.rooms_created += 1
     log.info("room created", extra={"room_id": record.room_id, "sub": sub, "node": node.node_id})
     body = {

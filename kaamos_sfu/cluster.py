@@ -1,15 +1,17 @@
 """This process as a node of the cluster: its heartbeat, room placement and routing.
 
 A room lives on one node (docs/scaling.md). `place` picks the least-loaded live node for a
-new room; `route` says which node serves a room, moving it to a live node when its node is
-dead. The heartbeat refreshes this node's entry and publishes its rooms' peer counts; it
-is the only background Redis traffic, and the media path never waits for it. With the
-in-memory registry this node is the only node, through the same code.
+new room, skipping draining nodes; `route` says which node serves a room, moving it to a
+live node when its node is dead (a draining node still serves its rooms: they move once it
+has stopped). The heartbeat refreshes this node's entry and publishes its rooms' peer
+counts; it is the only background Redis traffic, and the media path never waits for it.
+With the in-memory registry this node is the only node, through the same code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import secrets
@@ -33,10 +35,11 @@ def default_node_id(port: int) -> str:
 
 
 def least_loaded(nodes: Iterable[NodeInfo], rng: random.Random | None = None) -> NodeInfo:
-    """The node with the lowest (rooms + recently placed) / capacity; ties drawn at random
-    so that equal nodes share a burst of new rooms."""
+    """The node with the lowest (rooms + recently placed) / capacity, not draining unless
+    every node is (the whole cluster restarts: the room moves once its node has stopped);
+    ties drawn at random so that equal nodes share a burst of new rooms."""
     pick = rng or random
-    return min(nodes, key=lambda n: ((n.rooms + n.placed) / n.capacity, pick.random()))
+    return min(nodes, key=lambda n: (n.draining, (n.rooms + n.placed) / n.capacity, pick.random()))
 
 
 def origin_of(url: str) -> str:
@@ -57,6 +60,7 @@ class Node:
         self._task: asyncio.Task[None] | None = None
         self._registry_ok = True
         self._stopping = False
+        self._draining = False
 
     @property
     def info(self) -> NodeInfo:
@@ -68,6 +72,7 @@ class Node:
             capacity=self.config.cluster.capacity,
             rooms=len(counts),
             peers=sum(counts.values()),
+            draining=self._draining,
         )
 
     def start(self, live_counts: LiveCounts, end_rooms: EndRooms) -> None:
@@ -89,6 +94,19 @@ class Node:
             )
         except (RegistryUnavailable, TimeoutError):
             pass  # the entry expires by itself after node_ttl_seconds
+
+    async def drain(self) -> None:
+        """The server is draining: say so in the node's entry now, so that no node places
+        new rooms here (best effort: Redis may be down; the heartbeats retry)."""
+        self._draining = True
+        self._changed.set()  # and once more from the heartbeat, in case one was under way
+        try:
+            await asyncio.wait_for(
+                self.registry.heartbeat(self.info, self.config.cluster.node_ttl_seconds),
+                self.config.cluster.redis_timeout_seconds,
+            )
+        except (RegistryUnavailable, TimeoutError):
+            pass
 
     def rooms_changed(self) -> None:
         """A peer joined or left: publish the counts now rather than at the next beat."""
@@ -132,9 +150,12 @@ class Node:
     async def _live_nodes(self) -> list[NodeInfo]:
         nodes = await self.registry.nodes()
         self._known = {node.node_id: node for node in nodes}
-        if self.node_id not in self._known:  # we are alive even before our first beat lands
-            nodes.append(self.info)
-        return nodes
+        # This node as it is now: alive even before its first beat lands, and draining as
+        # soon as it starts to.
+        placed = self._known[self.node_id].placed if self.node_id in self._known else 0
+        return [n for n in nodes if n.node_id != self.node_id] + [
+            dataclasses.replace(self.info, placed=placed)
+        ]
 
     async def _heartbeats(self) -> None:
         interval = self.config.cluster.heartbeat_seconds

@@ -21,6 +21,7 @@ from .registry import (
     TOMBSTONE_SECONDS,
     CreatorId,
     NodeInfo,
+    RoomCapReached,
     RoomRecord,
     new_room_id,
 )
@@ -41,9 +42,13 @@ class MemoryRegistry:
         self._placed: deque[tuple[float, str]] = deque()  # (time, node_id), oldest first
         self._tombstones: dict[str, float] = {}  # deleted room id -> when
 
-    async def create(self, creator_user_id: CreatorId, node_id: str | None = None) -> RoomRecord:
+    async def create(
+        self, creator_user_id: CreatorId, node_id: str | None = None, max_rooms: int | None = None
+    ) -> RoomRecord:
         now = self._clock()
         self._purge(now)
+        if max_rooms is not None and self._count(now) >= max_rooms:
+            raise RoomCapReached(max_rooms)
         room_id = new_room_id()
         while room_id in self._rooms:  # about 59 bits: this almost never loops
             room_id = new_room_id()
@@ -88,6 +93,9 @@ class MemoryRegistry:
     async def count(self) -> int:
         now = self._clock()
         self._purge(now)
+        return self._count(now)
+
+    def _count(self, now: float) -> int:
         return sum(1 for record in self._rooms.values() if not record.expired(now))
 
     async def claim(self, room_id: str, expected: str | None, node_id: str) -> RoomRecord | None:
@@ -109,7 +117,8 @@ class MemoryRegistry:
             if room_id in self._tombstones:
                 ended.append(room_id)
             elif record is not None:
-                record.participants = count
+                if record.node_id == node_id:  # else it moved: not this node's to count
+                    record.participants = count
             elif count:
                 self._rooms[room_id] = RoomRecord(
                     room_id, None, now, now, self.ttl_seconds, node_id, count

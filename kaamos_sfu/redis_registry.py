@@ -39,6 +39,7 @@ from .registry import (
     CreatorId,
     NodeInfo,
     RegistryUnavailable,
+    RoomCapReached,
     RoomRecord,
     new_room_id,
 )
@@ -48,10 +49,18 @@ T = TypeVar("T")
 # Garbage collection of node entries: a node dead this long is deleted from the hash.
 _NODE_GC_SECONDS = 300.0
 
+_NODE_FIELDS = {f.name for f in dataclasses.fields(NodeInfo)}
+
 # Lua numbers print with 14 digits; timestamps are formatted with 17 to keep milliseconds.
 _LUA_NUM = "string.format('%.17g', {})"
 
 _CREATE = """
+if ARGV[10] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[11])
+  if redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[2], '+inf') >= tonumber(ARGV[10]) then
+    return -1
+  end
+end
 local last = redis.call('HGET', KEYS[1], 'last_activity')
 if last and tonumber(last) + 2 * tonumber(redis.call('HGET', KEYS[1], 'ttl')) > tonumber(ARGV[2])
 then return 0 end
@@ -112,7 +121,10 @@ for i = 0, (#KEYS - 1) / 2 - 1 do
   if redis.call('EXISTS', tomb) == 1 then
     table.insert(ended, room)
   elseif redis.call('EXISTS', key) == 1 then
-    redis.call('HSET', key, 'participants', count)
+    -- A room that moved to another node (this one lost Redis for a while) is not ours.
+    if redis.call('HGET', key, 'node') == ARGV[1] then
+      redis.call('HSET', key, 'participants', count)
+    end
   elseif count ~= '0' then
     redis.call('HSET', key, 'creator', 'null', 'created_at', ARGV[2], 'last_activity', ARGV[2],
                'ttl', ARGV[3], 'node', ARGV[1], 'participants', count)
@@ -169,7 +181,9 @@ class RedisRegistry:
         self._sync_rooms = self._redis.register_script(_SYNC_ROOMS)
         self._rate_limit = self._redis.register_script(_RATE_LIMIT)
 
-    async def create(self, creator_user_id: CreatorId, node_id: str | None = None) -> RoomRecord:
+    async def create(
+        self, creator_user_id: CreatorId, node_id: str | None = None, max_rooms: int | None = None
+    ) -> RoomRecord:
         now = self._clock()
         ttl = self.ttl_seconds
         while True:
@@ -187,9 +201,13 @@ class RedisRegistry:
                         repr(now + ttl),
                         repr(now - PLACEMENT_WINDOW_SECONDS),
                         math.ceil(PLACEMENT_WINDOW_SECONDS),
+                        "" if max_rooms is None else max_rooms,
+                        repr(now - ttl),  # as count(): purge what is past its kept time
                     ],
                 )
             )
+            if created == -1:
+                raise RoomCapReached(max_rooms)
             if created:  # else the id is taken (about 59 bits: almost never)
                 return RoomRecord(room_id, creator_user_id, now, now, ttl, node_id)
 
@@ -272,7 +290,9 @@ class RedisRegistry:
         nodes: list[NodeInfo] = []
         long_dead: list[str] = []
         for node_id, raw in entries.items():
-            node = NodeInfo(**json.loads(raw))
+            entry = json.loads(raw)
+            # Fields only a newer version writes are skipped, so versions can mix in a cluster.
+            node = NodeInfo(**{k: v for k, v in entry.items() if k in _NODE_FIELDS})
             if node.expires_at > now:
                 nodes.append(node)
             elif node.expires_at <= now - _NODE_GC_SECONDS:

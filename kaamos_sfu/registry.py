@@ -33,6 +33,10 @@ class RegistryUnavailable(Exception):
     """The shared registry (Redis) cannot be reached; the API answers 503."""
 
 
+class RoomCapReached(Exception):
+    """`create(max_rooms=N)` found N rooms already: the API answers 503 AT_CAPACITY."""
+
+
 def new_room_id() -> str:
     """A 10-character room id from the OS CSPRNG (about 59 bits)."""
     return "".join(secrets.choice(ROOM_ID_ALPHABET) for _ in range(ROOM_ID_LENGTH))
@@ -77,6 +81,7 @@ class NodeInfo:
     peers: int = 0
     placed: int = 0  # rooms placed on it within PLACEMENT_WINDOW_SECONDS (filled by nodes())
     expires_at: float = 0.0  # unix seconds; the node is dead from then on unless it beats
+    draining: bool = False  # shutting down: its calls go on, but it takes no new rooms
 
     def room_signaling_url(self, room_id: str) -> str:
         return f"{self.signaling_url}/ws/{room_id}"
@@ -86,8 +91,12 @@ class RoomRegistry(Protocol):
     """Where room records and nodes live. All methods are coroutines so that Redis can back
     them; a shared registry that cannot be reached raises RegistryUnavailable."""
 
-    async def create(self, creator_user_id: CreatorId, node_id: str | None = None) -> RoomRecord:
-        """A new room with a fresh id, held by `node_id`."""
+    async def create(
+        self, creator_user_id: CreatorId, node_id: str | None = None, max_rooms: int | None = None
+    ) -> RoomRecord:
+        """A new room with a fresh id, held by `node_id`. With `max_rooms`, raise RoomCapReached
+        instead when that many rooms exist (as `count()` counts them), checked in the same
+        atomic step as the creation: concurrent creates through any node never exceed it."""
         ...
 
     async def get(self, room_id: str) -> RoomRecord | None:
@@ -111,9 +120,10 @@ class RoomRegistry(Protocol):
         ...
 
     async def sync_rooms(self, node_id: str, counts: dict[str, int]) -> list[str]:
-        """Store the peer counts of the rooms live on `node_id`; return those of them that were
-        deleted (the node ends their calls). A live room whose record is missing for another
-        reason (Redis restarted without persistence) is recreated on `node_id`."""
+        """Store the peer counts of the rooms live on `node_id` (of those whose record still
+        places them there); return those of them that were deleted (the node ends their
+        calls). A live room whose record is missing for another reason (Redis restarted
+        without persistence) is recreated on `node_id`."""
         ...
 
     async def heartbeat(self, node: NodeInfo, ttl_seconds: float) -> None:

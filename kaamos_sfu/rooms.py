@@ -131,6 +131,8 @@ class RoomManager:
         if not is_valid_room_id(room_id):
             raise JoinRefused(ErrorCode.INVALID_ROOM_ID, "Room ids are 10 letters and digits.")
         record = await self._routed_record(room_id)
+        if self._drain_retry_after is not None:  # the drain began while we asked the registry
+            raise ServerDraining(self._drain_retry_after)
         room = self.rooms.get(room_id)
         if record is not None and record.expired() and room is None:
             raise JoinRefused(ErrorCode.ROOM_EXPIRED, "This room has expired.")

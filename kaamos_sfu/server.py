@@ -3,7 +3,9 @@
 SIGTERM (systemd stop, docker stop, an upgrade): /health turns 503 and new rooms and joins
 are refused; every peer gets `server-shutdown` with `retry_after`; calls go on until they
 end or `server.drain_seconds` pass; then every socket closes with 1001 and the process
-exits 0. SIGINT (Ctrl-C) does the same without the wait. A second signal ends the wait.
+exits 0. SIGINT (Ctrl-C) does the same without the wait, and ends a wait in progress. A
+repeated SIGTERM does not: systemd's KillMode=control-group sends SIGTERM to every process
+of the service, and a `--workers` supervisor passes its own on to each worker as well.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import ssl
 from typing import Any
 
 from aiohttp import web
 
 from . import __version__
-from .appkeys import LIFECYCLE, ROOMS
+from .appkeys import LIFECYCLE, NODE, ROOMS
 from .config import Config
 from .logs import AccessLogger
 
@@ -25,6 +28,7 @@ log = logging.getLogger(__name__)
 
 # Long enough for the writer tasks to flush server-shutdown and the close frames.
 CLOSE_TIMEOUT_SECONDS = 5.0
+LISTEN_BACKLOG = 128  # aiohttp's default
 
 
 async def serve(
@@ -40,11 +44,19 @@ async def serve(
         access_log_class=AccessLogger,
         shutdown_timeout=CLOSE_TIMEOUT_SECONDS,
     )
-    await runner.setup()
+    # Bound before the app starts, so that a node that cannot listen (its port is taken)
+    # fails before it joins the cluster: no other node ever places a room on it.
+    sockets = _listen(config.server.host, config.server.port)
+    try:
+        await runner.setup()
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     signals = _SignalWatch()
     try:
-        site = web.TCPSite(runner, config.server.host, config.server.port, ssl_context=ssl_context)
-        await site.start()
+        for sock in sockets:
+            await web.SockSite(runner, sock, ssl_context=ssl_context).start()
         log.info(
             "listening",
             extra={
@@ -57,7 +69,7 @@ async def serve(
         )
         first = await signals.next()
         seconds = config.server.drain_seconds if first == signal.SIGTERM else 0.0
-        second = signals.next()
+        second = asyncio.ensure_future(signals.wait_for(signal.SIGINT))
         try:
             await drain(app, config, seconds, f"{first.name}: shutting down", cut_short=second)
         finally:
@@ -81,6 +93,7 @@ async def drain(
 ) -> None:
     """Refuse new rooms and joins, tell the peers, and wait up to `seconds` for them to go."""
     app[LIFECYCLE].drain(reason)
+    await app[NODE].drain()  # other nodes place no new rooms here from now on
     rooms = app[ROOMS]
     log.info("drain started", extra={"reason": reason, "drain_seconds": seconds})
     await rooms.begin_drain(config.server.shutdown_retry_after_seconds)
@@ -91,6 +104,27 @@ async def drain(
     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     waiting.cancel()
     log.info("drain ended", extra={"peers_left": rooms.peer_count})
+
+
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Listening TCP sockets on host:port, made as asyncio's create_server makes them (one
+    per address the host resolves to; an empty host is every address)."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(LISTEN_BACKLOG)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 class _SignalWatch:
@@ -104,8 +138,14 @@ class _SignalWatch:
         for sig in self.SIGNALS:
             self._loop.add_signal_handler(sig, self._queue.put_nowait, sig)
 
-    def next(self) -> asyncio.Future[signal.Signals]:
-        return asyncio.ensure_future(self._queue.get())
+    async def next(self) -> signal.Signals:
+        return await self._queue.get()
+
+    async def wait_for(self, wanted: signal.Signals) -> signal.Signals:
+        """The next `wanted` signal; others meanwhile are logged and dropped."""
+        while (got := await self._queue.get()) is not wanted:
+            log.info("signal ignored: already stopping", extra={"signal": got.name})
+        return got
 
     def close(self) -> None:
         for sig in self.SIGNALS:

@@ -5,19 +5,22 @@ processes. Each worker is an ordinary node of a cluster (docs/scaling.md): its o
 port (server.port + i), its own media sockets, and the shared Redis that routes every room
 to the worker holding it. This supervisor only starts them, restarts one that dies, and
 passes SIGTERM/SIGINT on; it serves nothing itself.
+
+Each worker runs in its own session (process group), so that a signal sent to the
+supervisor's whole group (Ctrl-C in a terminal, `kill -TERM -PGID`) reaches the workers
+once, through the supervisor; PR_SET_PDEATHSIG still ends them if the supervisor dies.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
-import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import FrameType
 
 from .auth import load_or_create_secret
@@ -30,6 +33,11 @@ POLL_SECONDS = 0.2
 # worker has run for RESTART_RESET_SECONDS.
 MAX_RESTART_DELAY = 30.0
 RESTART_RESET_SECONDS = 60.0
+# A worker that exits this soon after starting, this many times in a row, cannot start
+# (its port is taken, say): the supervisor stops the others and exits with FAILED_EXIT.
+STARTUP_SECONDS = 10.0
+MAX_STARTUP_FAILURES = 5
+FAILED_EXIT = 1
 # Workers get server.drain_seconds plus this long to stop after the signal before they
 # are killed (closing sockets and Redis takes a moment after the drain).
 STOP_MARGIN_SECONDS = 10.0
@@ -55,10 +63,14 @@ def check_workers(config: Config, count: int) -> None:
         )
 
 
-def worker_argv(argv: Sequence[str], port: int) -> list[str]:
-    """The worker's command line: the supervisor's, with its own port and one worker (the
-    last occurrence of an option wins)."""
-    return [sys.executable, "-m", "kaamos_sfu", *argv, "--port", str(port), "--workers", "1"]
+def worker_argv(argv: Sequence[str], port: int, node_id: str = "") -> list[str]:
+    """The worker's command line: the supervisor's, with its own port, one worker and, when
+    the supervisor has a cluster.node_id, its own node id (the last occurrence of an option
+    or of a --set wins)."""
+    own = ["--port", str(port), "--workers", "1"]
+    if node_id:
+        own += ["--set", f"cluster.node_id={node_id}"]
+    return [sys.executable, "-m", "kaamos_sfu", *argv, *own]
 
 
 @dataclass
@@ -70,13 +82,13 @@ class Worker:
     started: float = 0.0
     restart_at: float | None = None
     delay: float = 1.0
-    env: dict[str, str] = field(default_factory=dict)
+    startup_failures: int = 0  # exits within STARTUP_SECONDS of starting, in a row
 
     def start(self) -> None:
         self.process = subprocess.Popen(
             self.argv,
-            env=self.env,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,  # signals reach it through the supervisor only
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - the supervisor runs no threads
         )
         self.started = time.monotonic()
@@ -98,18 +110,18 @@ def _die_with_parent() -> None:
 
 
 def run_workers(config: Config, argv: Sequence[str], count: int) -> int:
-    """Start `count` workers and supervise them until SIGTERM or SIGINT; return 0."""
+    """Start `count` workers and supervise them until SIGTERM or SIGINT (return 0) or until
+    one keeps failing at startup (return FAILED_EXIT)."""
     check_workers(config, count)
     load_or_create_secret(config)  # once, so that the workers do not race to create it
     workers = []
     for index in range(count):
         port = config.server.port + index
-        env = dict(os.environ)
-        if config.cluster.node_id:
-            env["KAAMOS_CLUSTER_NODE_ID"] = f"{config.cluster.node_id}-{index}"
-        workers.append(Worker(index, port, worker_argv(argv, port), env=env))
+        node_id = f"{config.cluster.node_id}-{index}" if config.cluster.node_id else ""
+        workers.append(Worker(index, port, worker_argv(argv, port, node_id)))
 
     stopping: list[int] = []
+    failed = False
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stopping.append(signum)
@@ -118,8 +130,8 @@ def run_workers(config: Config, argv: Sequence[str], count: int) -> int:
     try:
         for worker in workers:
             worker.start()
-        while not stopping:
-            _supervise(workers)
+        while not stopping and not failed:
+            failed = not _supervise(workers)
             time.sleep(POLL_SECONDS)
     finally:
         for signum, handler in previous.items():
@@ -130,10 +142,11 @@ def run_workers(config: Config, argv: Sequence[str], count: int) -> int:
             stopping[0] if stopping else signal.SIGTERM,
             config.server.drain_seconds + STOP_MARGIN_SECONDS,
         )
-    return 0
+    return FAILED_EXIT if failed else 0
 
 
-def _supervise(workers: list[Worker]) -> None:
+def _supervise(workers: list[Worker]) -> bool:
+    """Restart workers that exited; False once one keeps failing at startup."""
     now = time.monotonic()
     for worker in workers:
         if worker.restart_at is not None:
@@ -146,12 +159,29 @@ def _supervise(workers: list[Worker]) -> None:
             continue
         if now - worker.started >= RESTART_RESET_SECONDS:
             worker.delay = 1.0
+        if now - worker.started < STARTUP_SECONDS:
+            worker.startup_failures += 1
+        else:
+            worker.startup_failures = 0
+        if worker.startup_failures >= MAX_STARTUP_FAILURES:
+            log.error(
+                "worker cannot start; stopping every worker",
+                extra={
+                    "worker": worker.index,
+                    "port": worker.port,
+                    "exit_code": code,
+                    "failures": worker.startup_failures,
+                    "within_seconds": STARTUP_SECONDS,
+                },
+            )
+            return False
         log.error(
             "worker exited; restarting",
             extra={"worker": worker.index, "exit_code": code, "restart_in": worker.delay},
         )
         worker.restart_at = now + worker.delay
         worker.delay = min(MAX_RESTART_DELAY, worker.delay * 2)
+    return True
 
 
 def _stop(workers: list[Worker], signum: int, timeout: float) -> None:

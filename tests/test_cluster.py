@@ -4,6 +4,7 @@ routing, media across nodes, a node killed with SIGKILL, and Redis stopped mid-c
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,10 +14,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 from cluster_support import NODE_TTL_SECONDS, Cluster, NodeProcess
+from conftest import MakeConfig
 from redis_support import RedisServer
 from rtc_client import RtcClient
 
+from kaamos_sfu.app import create_app
+from kaamos_sfu.redis_registry import RedisRegistry
+from kaamos_sfu.registry import NodeInfo
 from kaamos_sfu.rtc_bridge import configure_ice
+from kaamos_sfu.server import serve
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -242,3 +248,72 @@ async def test_redis_down_keeps_media_and_recovers(cluster: Cluster) -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_draining_node_takes_no_new_rooms_and_keeps_its_call(
+    redis: RedisServer, tmp_path: Path
+) -> None:
+    """SIGTERM a node holding a call (two nodes, a long drain): its entry says draining at
+    once, rooms created meanwhile all go to the other node, and its own room still routes to
+    it while the call goes on. When its last peer leaves it stops, and the room moves."""
+    cluster = Cluster(
+        redis,
+        tmp_path / "nodes",
+        2,
+        KAAMOS_SERVER_DRAIN_SECONDS="60",
+        KAAMOS_API_ROOMS_PER_MINUTE_PER_TOKEN="100",
+    )
+    try:
+        await cluster.wait_ready()
+        victim, survivor = cluster.nodes
+        for _ in range(20):  # placement draws ties at random
+            room_id = await cluster.create_room(victim)
+            if await cluster.holder(room_id) is victim:
+                break
+        victim_ws = f"ws://127.0.0.1:{victim.port}/ws/{room_id}"
+        async with cluster.http.ws_connect(victim_ws) as peer:
+            await peer.send_json({"type": "join", "name": "A", "publish": []})
+            assert (await peer.receive_json(timeout=10))["type"] == "joined"
+            victim.process.terminate()
+            assert (await peer.receive_json(timeout=10))["type"] == "server-shutdown"
+
+            async def victim_draining() -> bool:
+                return victim.name in {n.node_id for n in await cluster.live_nodes() if n.draining}
+
+            await until(victim_draining, 5, "the victim's entry to say draining")
+            new_rooms = [await cluster.create_room(survivor) for _ in range(8)]
+            assert {(await cluster.holder(r)).name for r in new_rooms} == {survivor.name}
+            status, body = await cluster.get_room(survivor, room_id)
+            assert (status, body["signaling_url"]) == (200, victim_ws)
+            assert victim.process.poll() is None
+        victim.process.wait(15)  # its last peer left: the drain ends
+        status, body = await cluster.get_room(survivor, room_id)
+        assert status == 200, body
+        assert body["signaling_url"] == f"ws://127.0.0.1:{survivor.port}/ws/{room_id}"
+    finally:
+        await cluster.close()
+
+
+async def test_a_node_that_cannot_listen_never_joins(
+    make_config: MakeConfig, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node whose port is taken fails before it registers: no other node ever sees it
+    in the node set, so none places a room on it."""
+    beats: list[str] = []
+    heartbeat = RedisRegistry.heartbeat
+
+    async def counted(self: RedisRegistry, node: NodeInfo, ttl_seconds: float) -> None:
+        beats.append(node.node_id)
+        await heartbeat(self, node, ttl_seconds)
+
+    monkeypatch.setattr(RedisRegistry, "heartbeat", counted)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = make_config(
+            server={"host": "127.0.0.1", "port": taken.getsockname()[1]},
+            cluster={"redis_url": redis_url, "node_id": "late"},
+        )
+        with pytest.raises(OSError):
+            await serve(create_app(config), config)
+    assert beats == []

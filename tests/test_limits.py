@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -100,6 +101,27 @@ async def test_room_cap_is_503_and_uses_no_rate(make_config: Any, make_client: A
     resp = await client.delete(f"/api/rooms/{first['room_id']}", headers=auth(token))
     assert resp.status == 204
     assert (await create(client, token)).status == 201  # the third of three, not rate limited
+
+
+async def test_room_cap_holds_for_concurrent_creates_with_redis(
+    make_config: Any, make_client: Any, redis_url: str
+) -> None:
+    """Thirty creates at once with rooms.max_rooms = 5 and Redis: five rooms, and every
+    other answer is 503 AT_CAPACITY."""
+    client = await make_client(
+        make_config(
+            cluster={"redis_url": redis_url},
+            rooms={"max_rooms": 5},
+            api={"rooms_per_minute_per_token": 1000},
+        )
+    )
+    token = issue_token(client.app[API_SECRET], "bot")
+    responses = await asyncio.gather(*(create(client, token) for _ in range(30)))
+    assert sorted(r.status for r in responses) == [201] * 5 + [503] * 25
+    for response in responses:
+        if response.status == 503:
+            assert await error_of(response, 503) == "AT_CAPACITY"
+    assert await client.app[REGISTRY].count() == 5
 
 
 async def receive_json(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:

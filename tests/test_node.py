@@ -14,9 +14,18 @@ from kaamos_sfu.memory_registry import MemoryRegistry
 from kaamos_sfu.registry import NodeInfo
 
 
-def node(node_id: str, rooms: int = 0, placed: int = 0, capacity: int = 10) -> NodeInfo:
+def node(
+    node_id: str, rooms: int = 0, placed: int = 0, capacity: int = 10, draining: bool = False
+) -> NodeInfo:
     return NodeInfo(
-        node_id, f"http://{node_id}:80", f"ws://{node_id}:80", capacity, rooms, 0, placed
+        node_id,
+        f"http://{node_id}:80",
+        f"ws://{node_id}:80",
+        capacity,
+        rooms,
+        0,
+        placed,
+        draining=draining,
     )
 
 
@@ -25,6 +34,13 @@ def test_least_loaded_weighs_rooms_and_placements_by_capacity() -> None:
     nodes = [node("a", rooms=3), node("b", rooms=1, placed=1), node("c", rooms=4, capacity=40)]
     assert least_loaded(nodes).node_id == "c"
     assert least_loaded(nodes[:2]).node_id == "b"
+
+
+def test_least_loaded_skips_draining_nodes_unless_all_drain() -> None:
+    """A draining node gets no new room while any node does not drain."""
+    idle, busy = node("idle", draining=True), node("busy", rooms=9)
+    assert least_loaded([idle, busy]).node_id == "busy"
+    assert least_loaded([idle, node("busier", rooms=9, draining=True)]).node_id == "idle"
 
 
 def test_least_loaded_draws_ties_at_random() -> None:
@@ -86,6 +102,22 @@ async def test_route_of_a_deleted_room(here: Node, registry: MemoryRegistry) -> 
     await registry.delete(record.room_id)
     with pytest.raises(LookupError):
         await here.route(record)
+
+
+async def test_a_draining_node_says_so_and_keeps_its_rooms(
+    here: Node, registry: MemoryRegistry
+) -> None:
+    """Once it drains, this node's entry says so at once: new rooms go elsewhere, even to
+    a busier node, while its own rooms still route to it."""
+    await registry.heartbeat(node("other", rooms=5), 10)
+    mine = await registry.create(None, "here")
+    await here.drain()
+    assert {n.node_id: n.draining for n in await registry.nodes()} == {
+        "here": True,
+        "other": False,
+    }
+    assert (await here.place()).node_id == "other"
+    assert (await here.route(mine)).node_id == "here"
 
 
 async def test_place_counts_this_node_before_its_first_beat(here: Node) -> None:

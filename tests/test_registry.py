@@ -7,6 +7,7 @@ both through the same expectations.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,6 +19,7 @@ from kaamos_sfu.registry import (
     PLACEMENT_WINDOW_SECONDS,
     NodeInfo,
     RegistryUnavailable,
+    RoomCapReached,
     RoomRegistry,
     is_valid_room_id,
 )
@@ -145,6 +147,23 @@ async def test_count_counts_only_unexpired(registry: RoomRegistry, clock: FakeCl
     assert await registry.count() == 1
 
 
+async def test_create_refuses_beyond_max_rooms(registry: RoomRegistry, clock: FakeClock) -> None:
+    """create(max_rooms=N) raises RoomCapReached once N rooms exist; expired and deleted
+    rooms do not count, and create without max_rooms is never refused."""
+    first = await registry.create(None, "a", max_rooms=2)
+    await registry.create(None, "a", max_rooms=2)
+    with pytest.raises(RoomCapReached):
+        await registry.create(None, "a", max_rooms=2)
+    assert await registry.count() == 2
+    await registry.delete(first.room_id)
+    await registry.create(None, "a", max_rooms=2)
+    await registry.create(None)  # no cap given
+    clock.now += TTL  # all three expire (kept to answer "expired", but not counted)
+    assert [await registry.create(None, max_rooms=2) for _ in range(2)]
+    with pytest.raises(RoomCapReached):
+        await registry.create(None, max_rooms=2)
+
+
 @pytest.fixture
 def colliding_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     ids = iter(["AAAAAAAAAA", "AAAAAAAAAA", "BBBBBBBBBB"])
@@ -222,10 +241,11 @@ def node(node_id: str, **fields: int) -> NodeInfo:
 async def test_nodes_live_for_their_ttl(registry: RoomRegistry, clock: FakeClock) -> None:
     """A node is listed until its ttl runs out without a heartbeat, and again once it beats."""
     await registry.heartbeat(node("a", rooms=2, peers=5), ttl_seconds=6)
-    await registry.heartbeat(node("b"), ttl_seconds=6)
+    await registry.heartbeat(NodeInfo("b", "http://b", "ws://b", 10, draining=True), 6)
     listed = {n.node_id: n for n in await registry.nodes()}
     assert set(listed) == {"a", "b"}
     assert (listed["a"].rooms, listed["a"].peers, listed["a"].url) == (2, 5, "http://a")
+    assert (listed["a"].draining, listed["b"].draining) == (False, True)
     assert listed["a"].expires_at == clock.now + 6
     clock.now += 5
     await registry.heartbeat(node("b"), ttl_seconds=6)
@@ -276,6 +296,15 @@ async def test_sync_rooms_publishes_counts(registry: RoomRegistry) -> None:
     assert (await registry.get(two.room_id)).participants == 0  # type: ignore[union-attr]
 
 
+async def test_sync_rooms_leaves_rooms_held_elsewhere(registry: RoomRegistry) -> None:
+    """A node's count of a room that has moved to another node changes nothing."""
+    record = await registry.create(None, "b")
+    await registry.sync_rooms("b", {record.room_id: 2})
+    assert await registry.sync_rooms("a", {record.room_id: 1}) == []
+    kept = await registry.get(record.room_id)
+    assert kept is not None and (kept.node_id, kept.participants) == ("b", 2)
+
+
 async def test_sync_rooms_reports_deleted_rooms(registry: RoomRegistry) -> None:
     """A live room deleted (through any node) comes back from sync_rooms so its call ends,
     and is not recreated."""
@@ -319,6 +348,45 @@ async def test_redis_registries_share_everything(clock: FakeClock, redis_url: st
     finally:
         await one.close()
         await two.close()
+
+
+async def test_redis_max_rooms_holds_for_concurrent_creates(
+    clock: FakeClock, redis_url: str
+) -> None:
+    """Forty creates at once through four registries (four nodes) with max_rooms=5: exactly
+    five rooms exist, the others are refused."""
+    registries = [RedisRegistry(redis_url, ttl_seconds=TTL, clock=clock) for _ in range(4)]
+    try:
+        results = await asyncio.gather(
+            *(registries[i % 4].create(None, "a", max_rooms=5) for i in range(40)),
+            return_exceptions=True,
+        )
+        assert sum(not isinstance(r, BaseException) for r in results) == 5
+        assert all(isinstance(r, RoomCapReached) for r in results if isinstance(r, BaseException))
+        assert await registries[0].count() == 5
+    finally:
+        for registry in registries:
+            await registry.close()
+
+
+async def test_redis_node_entries_from_a_newer_version_are_read(
+    clock: FakeClock, redis_server, redis_url: str
+) -> None:
+    """A node entry with a field this version does not know (a newer node in a rolling
+    upgrade) is still listed."""
+    registry = RedisRegistry(redis_url, ttl_seconds=TTL, clock=clock)
+    try:
+        await registry.heartbeat(node("a"), 6)
+        redis_server.command(
+            "HSET",
+            "kaamos:nodes",
+            "b",
+            '\'{"node_id": "b", "url": "http://b", "signaling_url": "ws://b", "capacity": 1, '
+            f'"expires_at": {clock.now + 6}, "future": 1}}\'',
+        )
+        assert {n.node_id for n in await registry.nodes()} == {"a", "b"}
+    finally:
+        await registry.close()
 
 
 async def test_redis_keys_carry_ttls(clock: FakeClock, redis_server, redis_url: str) -> None:

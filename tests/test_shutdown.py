@@ -22,7 +22,7 @@ from rtc_client import RtcClient
 from test_cli import TIMEOUT, free_port, poll_health, start_server, write_config
 
 from kaamos_sfu import room_snapshot
-from kaamos_sfu.appkeys import API_SECRET, ROOMS
+from kaamos_sfu.appkeys import API_SECRET, REGISTRY, ROOMS
 from kaamos_sfu.auth import issue_token
 from kaamos_sfu.registry import RoomRecord
 from kaamos_sfu.server import drain
@@ -80,6 +80,39 @@ async def test_drain_refuses_newcomers_and_lets_calls_go_on(make_config, make_cl
         for client in (a, b):
             await client.send({"type": "leave"})
         await asyncio.wait_for(draining, 5)
+
+
+async def test_a_join_in_flight_when_the_drain_begins_is_refused(
+    make_config, make_client, monkeypatch
+):
+    """A join still waiting for the registry when the drain begins gets server-shutdown and
+    close 1001, not `joined`."""
+    config = make_config(server={"shutdown_retry_after_seconds": 7})
+    http = await make_client(config)
+    app = http.server.app
+    room_id = await create_room(http)
+    registry = app[REGISTRY]
+    looking_up, answer = asyncio.Event(), asyncio.Event()
+    get = registry.get
+
+    async def slow_get(room_id: str):
+        looking_up.set()
+        await answer.wait()
+        return await get(room_id)
+
+    monkeypatch.setattr(registry, "get", slow_get)
+    ws = await http.ws_connect(f"/ws/{room_id}")
+    try:
+        await ws.send_json({"type": "join", "name": "Late", "publish": []})
+        await asyncio.wait_for(looking_up.wait(), 5)
+        await asyncio.wait_for(drain(app, config, 30.0, "SIGTERM: shutting down"), 5)
+        answer.set()
+        assert await ws.receive_json(timeout=5) == {"type": "server-shutdown", "retry_after": 7}
+        assert (await ws.receive(timeout=5)).type == aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 1001
+        assert app[ROOMS].peer_count == 0
+    finally:
+        await ws.close()
 
 
 @dataclass

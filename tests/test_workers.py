@@ -86,6 +86,19 @@ def test_worker_argv_overrides_port_and_workers() -> None:
         "--workers",
         "1",
     ]
+    # With a cluster.node_id, each worker gets its own: after the supervisor's --set.
+    argv = worker_argv(["serve", "--set", "cluster.node_id=box"], 9001, "box-1")
+    assert argv[3:] == [
+        "serve",
+        "--set",
+        "cluster.node_id=box",
+        "--port",
+        "9001",
+        "--workers",
+        "1",
+        "--set",
+        "cluster.node_id=box-1",
+    ]
 
 
 def children(pid: int) -> list[int]:
@@ -93,17 +106,56 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-def start_supervisor(tmp_path: Path, redis: RedisServer, port: int) -> subprocess.Popen[bytes]:
-    """`kaamos-sfu serve --workers 2 --port PORT`, its log in tmp_path/workers.log."""
+def start_supervisor(
+    tmp_path: Path, redis: RedisServer, port: int, *args: str, **env: str
+) -> subprocess.Popen[bytes]:
+    """`kaamos-sfu serve --workers 2 --port PORT ARGS...` in a session of its own (as a
+    service or a terminal would run it), its log in tmp_path/workers.log."""
     with open(tmp_path / "workers.log", "wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "kaamos_sfu", "serve", "--workers", "2", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "kaamos_sfu",
+                "serve",
+                "--workers",
+                "2",
+                "--port",
+                str(port),
+                *args,
+            ],
             cwd=tmp_path,
-            env=cluster_env(redis, tmp_path / "state"),
+            env=cluster_env(redis, tmp_path / "state", **env),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+
+
+def supervisor_log(tmp_path: Path) -> str:
+    return (tmp_path / "workers.log").read_text(errors="replace")
+
+
+async def create_room(http: aiohttp.ClientSession, port: int) -> str:
+    token = issue_token(API_SECRET, "tests")
+    async with http.post(
+        f"http://127.0.0.1:{port}/api/rooms/create", headers={"Authorization": f"Bearer {token}"}
+    ) as response:
+        assert response.status == 201
+        return str((await response.json())["room_id"])
+
+
+async def until(
+    condition: Callable[[], Awaitable[bool]], timeout: float, what: str, tmp_path: Path
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out waiting for {what}\n{supervisor_log(tmp_path)[-5000:]}"
+            )
+        await asyncio.sleep(0.1)
 
 
 def two_free_ports() -> int:
@@ -133,27 +185,13 @@ async def test_two_workers_share_rooms_restart_and_stop(tmp_path: Path) -> None:
     async def nodes() -> dict[str, str]:
         return {n.url: n.node_id for n in await view.nodes()}
 
-    async def until(condition: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not await condition():
-            if time.monotonic() > deadline:
-                log = (tmp_path / "workers.log").read_text(errors="replace")
-                raise AssertionError(f"timed out waiting for {what}\n{log[-5000:]}")
-            await asyncio.sleep(0.1)
-
     try:
 
         async def both_registered() -> bool:
             return set(await nodes()) == urls
 
-        await until(both_registered, 30, "both workers in the node set")
-        token = issue_token(API_SECRET, "tests")
-        async with http.post(
-            f"http://127.0.0.1:{port}/api/rooms/create",
-            headers={"Authorization": f"Bearer {token}"},
-        ) as response:
-            assert response.status == 201
-            room_id = (await response.json())["room_id"]
+        await until(both_registered, 30, "both workers in the node set", tmp_path)
+        room_id = await create_room(http, port)
         answers = set()
         for url in urls:
             async with http.get(f"{url}/api/rooms/{room_id}") as response:
@@ -173,7 +211,7 @@ async def test_two_workers_share_rooms_restart_and_stop(tmp_path: Path) -> None:
             now = await nodes()
             return set(now) == urls and len(set(now.values()) - set(before.values())) == 1
 
-        await until(replaced, 30, "the killed worker to come back as a new node")
+        await until(replaced, 30, "the killed worker to come back as a new node", tmp_path)
         assert workers[0] not in children(supervisor.pid)
 
         workers = children(supervisor.pid)
@@ -188,4 +226,88 @@ async def test_two_workers_share_rooms_restart_and_stop(tmp_path: Path) -> None:
         stop_process(supervisor)
         await http.close()
         await view.close()
+        redis.stop()
+
+
+DRAIN_SECONDS = 4.0
+
+
+@pytest.mark.parametrize("delivery", ["process group", "every process"])
+async def test_workers_drain_when_the_whole_service_gets_sigterm(
+    delivery: str, tmp_path: Path
+) -> None:
+    """SIGTERM to the supervisor's whole process group (a terminal, `kill -TERM -PGID`) or
+    to every process of the service (systemd KillMode=control-group): a peer in a call gets
+    server-shutdown at once, and its socket closes (1001) only after server.drain_seconds.
+    With --set cluster.node_id=box the workers are the nodes box-0 and box-1."""
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    port = two_free_ports()
+    supervisor = start_supervisor(
+        tmp_path,
+        redis,
+        port,
+        "--set",
+        "cluster.node_id=box",
+        KAAMOS_SERVER_DRAIN_SECONDS=str(DRAIN_SECONDS),
+    )
+    view = RedisRegistry(redis.url, ttl_seconds=3600)
+    http = aiohttp.ClientSession()
+    try:
+
+        async def both_registered() -> bool:
+            return {n.node_id for n in await view.nodes()} == {"box-0", "box-1"}
+
+        await until(both_registered, 30, "the nodes box-0 and box-1", tmp_path)
+        room_id = await create_room(http, port)
+        async with http.get(f"http://127.0.0.1:{port}/api/rooms/{room_id}") as response:
+            signaling_url = (await response.json())["signaling_url"]
+        ws = await http.ws_connect(signaling_url)
+        await ws.send_json({"type": "join", "name": "A", "publish": []})
+        assert (await ws.receive_json(timeout=10))["type"] == "joined"
+
+        start = time.monotonic()
+        if delivery == "process group":
+            os.killpg(supervisor.pid, signal.SIGTERM)
+        else:
+            for pid in [supervisor.pid, *children(supervisor.pid)]:
+                os.kill(pid, signal.SIGTERM)
+        shutdown = await ws.receive_json(timeout=10)
+        assert shutdown["type"] == "server-shutdown", shutdown
+        message = await ws.receive(timeout=DRAIN_SECONDS + 20)
+        took = time.monotonic() - start
+        assert message.type == aiohttp.WSMsgType.CLOSE, message
+        assert ws.close_code == 1001
+        assert took >= DRAIN_SECONDS - 0.5, f"closed {took:.1f} s after SIGTERM"
+        assert supervisor.wait(30) == 0
+    finally:
+        stop_process(supervisor)
+        await http.close()
+        await view.close()
+        redis.stop()
+
+
+async def test_a_worker_that_cannot_start_stops_the_supervisor(tmp_path: Path) -> None:
+    """A worker whose port is taken exits at once each time it starts: after a few tries
+    the supervisor says so, stops the other worker and exits 1 instead of retrying
+    forever."""
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    port = two_free_ports()
+    blocker = socket.socket()
+    try:
+        blocker.bind(("127.0.0.1", port + 1))
+        blocker.listen()
+        supervisor = start_supervisor(tmp_path, redis, port)
+        try:
+            assert supervisor.wait(100) == 1
+        finally:
+            stop_process(supervisor)
+        log = supervisor_log(tmp_path)
+        assert "worker cannot start; stopping every worker" in log
+        assert log.count(f"cannot listen on 127.0.0.1:{port + 1}") == 5
+        with pytest.raises(OSError):  # worker 0 was stopped too
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        blocker.close()
         redis.stop()
