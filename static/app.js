@@ -58,6 +58,7 @@ let localTracks = {};
 const peers = new Map();
 let name = "";
 let over = false;
+let restartNoticeShown = false; // server-shutdown's notice, taken down at the next join
 /** @type {ReturnType<typeof setTimeout> | undefined} */
 let calmTimer;
 /** @type {ReturnType<typeof setTimeout> | undefined} */
@@ -448,9 +449,16 @@ function wire(c) {
       setState("connecting", t("connecting"));
     }
   });
+  c.addEventListener("server-shutdown", () => {
+    // The call goes on for now (the server drains); say so before the socket closes.
+    notice(t("restartingSoon"));
+    restartNoticeShown = true;
+  });
   c.addEventListener("joined", (e) => {
     const msg = /** @type {CustomEvent<import("./protocol.js").JoinedMessage>} */ (e).detail;
     performance.mark("kaamos:joined");
+    if (restartNoticeShown) ui.notice.hidden = true; // back on the restarted server
+    restartNoticeShown = false;
     // Every join starts from the server's list: after a reconnect the old tiles are stale.
     stage.clear();
     peers.clear();

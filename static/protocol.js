@@ -329,9 +329,10 @@ class Session {
         this.onError(msg);
         break;
       case "server-shutdown":
-        // Contract C2: the close (1001) follows; come back after retry_after seconds.
+        // Contract C2: the call goes on until the close (1001); come back after retry_after.
         this.retryAfter = Math.max(0, Number(msg.retry_after) || 0);
         this.reason = "restart";
+        this.owner.emit("server-shutdown", { retryAfter: this.retryAfter });
         break;
       case "room-ended":
         // The close with 4001 follows and ends the call.

@@ -369,6 +369,10 @@ async def test_dropped_socket_and_server_shutdown_reconnect(
 
     connection = room.peers[b_id].connection  # type: ignore[attr-defined]
     await connection.send({"type": "server-shutdown", "retry_after": 1})
+    # The call goes on while the server drains: the page says a restart is coming.
+    await b.wait_for_selector("#notice:not([hidden])")
+    assert "restarting soon" in (await b.text_content("#notice") or "")
+    assert await b.get_attribute("body", "data-state") == "connected"
     closed_at = time.monotonic()
     await connection.close(1001, "server shutting down")
     await b.wait_for_function(
@@ -378,6 +382,7 @@ async def test_dropped_socket_and_server_shutdown_reconnect(
     )
     b_id = await rejoined(b, b_id)
     assert time.monotonic() - closed_at >= 1.0
+    assert await b.is_hidden("#notice")  # back on the (restarted) server
     await a.wait_for_selector(f'.tile[data-peer-id="{b_id}"]')
     await wait_media_flowing(a, b, "video/VP8")
     assert await b.evaluate("window.loadedOnce") is True
