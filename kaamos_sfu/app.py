@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import api, edge, metrics, pages, room_snapshot, signaling
+from . import api, edge, metrics, pages, signaling
 from .appkeys import API_SECRET, CONFIG, EDGE, LIFECYCLE, NODE, REGISTRY, ROOMS
 from .auth import load_or_create_secret
 from .cluster import Node
@@ -56,10 +56,11 @@ def _configure_ice(config: Config) -> None:
 
 
 def make_registry(config: Config) -> RoomRegistry:
-    """Redis when cluster.redis_url is set (shared by every node), else in this process."""
+    """Redis when cluster.redis_url is set (shared by every node), else in this process,
+    its rooms kept in state_dir so that they outlive a restart or a crash."""
     ttl = config.rooms.expire_after_hours * 3600
     if not config.cluster.redis_url:
-        return MemoryRegistry(ttl_seconds=ttl)
+        return MemoryRegistry(ttl_seconds=ttl, state_dir=Path(config.server.state_dir))
     from .redis_registry import RedisRegistry  # only clusters load redis-py
 
     return RedisRegistry(
@@ -70,10 +71,6 @@ def make_registry(config: Config) -> RoomRegistry:
 async def _registry_and_rooms(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     registry = make_registry(config)
-    # A single node keeps its in-memory rooms over a restart; with Redis they live there.
-    state_dir = Path(config.server.state_dir)
-    if isinstance(registry, MemoryRegistry):
-        registry.restore(room_snapshot.take(state_dir))
     node = Node(config, registry)
     rooms = RoomManager(config, registry, node)
     app[REGISTRY], app[NODE], app[ROOMS] = registry, node, rooms
@@ -81,8 +78,6 @@ async def _registry_and_rooms(app: web.Application) -> AsyncIterator[None]:
     yield
     await node.stop()
     await rooms.close()
-    if isinstance(registry, MemoryRegistry):
-        room_snapshot.save(state_dir, registry.records())
     await registry.close()
 
 

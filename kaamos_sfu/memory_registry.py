@@ -7,6 +7,10 @@ on `create` and `count`, so there is no background task to start or cancel.
 Rate limits are sliding windows: the times of the last `limit` events per key. Nodes are
 kept like in Redis (a heartbeat with a ttl), so one node routes through the same code as a
 cluster: it is simply the only node.
+
+With a `state_dir`, the room records (only they: not rate limits, nodes or tombstones) are
+read from <state_dir>/rooms.json at construction and kept current there (`room_snapshot`),
+so rooms survive a restart and a crash.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
 from .registry import (
     PLACEMENT_WINDOW_SECONDS,
@@ -25,13 +30,22 @@ from .registry import (
     RoomRecord,
     new_room_id,
 )
+from .room_snapshot import SAVE_DELAY, SNAPSHOT_FILE, RoomFile
 
 # Rate-limit keys kept before stale ones are swept (one per creator, token or IP).
 _EVENT_KEYS_BEFORE_SWEEP = 10_000
 
 
 class MemoryRegistry:
-    def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        ttl_seconds: float,
+        clock: Callable[[], float] = time.time,
+        *,
+        state_dir: Path | None = None,
+        save_delay: float = SAVE_DELAY,
+    ) -> None:
+        """Without `state_dir` the rooms live only as long as the object (tests)."""
         if ttl_seconds <= 0:
             raise ValueError("ttl_seconds must be positive")
         self.ttl_seconds = ttl_seconds
@@ -41,6 +55,13 @@ class MemoryRegistry:
         self._nodes: dict[str, NodeInfo] = {}
         self._placed: deque[tuple[float, str]] = deque()  # (time, node_id), oldest first
         self._tombstones: dict[str, float] = {}  # deleted room id -> when
+        self._file: RoomFile | None = None
+        if state_dir is not None:
+            self._file = RoomFile(state_dir / SNAPSHOT_FILE, self.records, save_delay)
+            now = clock()
+            for record in self._file.load():
+                if not self._purgeable(record, now):
+                    self._rooms[record.room_id] = record
 
     async def create(
         self, creator_user_id: CreatorId, node_id: str | None = None, max_rooms: int | None = None
@@ -62,6 +83,8 @@ class MemoryRegistry:
         )
         self._rooms[room_id] = record
         self._record_placement(now, node_id)
+        if self._file is not None:
+            await self._file.save_now()  # the link handed out must outlive a crash
         return dataclasses.replace(record)
 
     async def get(self, room_id: str) -> RoomRecord | None:
@@ -81,6 +104,7 @@ class MemoryRegistry:
         record = self._rooms.get(room_id)
         if record is not None and not self._purgeable(record, now):
             record.last_activity = now
+            self._changed()
 
     async def delete(self, room_id: str) -> bool:
         now = self._clock()
@@ -88,11 +112,14 @@ class MemoryRegistry:
             del self._tombstones[old]
         self._tombstones[room_id] = now
         record = self._rooms.pop(room_id, None)
+        if record is not None and self._file is not None:
+            await self._file.save_now()  # a crash must not bring a deleted room back
         return record is not None and not self._purgeable(record, now)
 
     async def count(self) -> int:
         now = self._clock()
-        self._purge(now)
+        if self._purge(now):
+            self._changed()
         return self._count(now)
 
     def _count(self, now: float) -> int:
@@ -107,6 +134,7 @@ class MemoryRegistry:
             record.node_id = node_id
             record.participants = 0
             self._record_placement(now, node_id)
+            self._changed()
         return dataclasses.replace(record)
 
     async def sync_rooms(self, node_id: str, counts: dict[str, int]) -> list[str]:
@@ -117,12 +145,16 @@ class MemoryRegistry:
             if room_id in self._tombstones:
                 ended.append(room_id)
             elif record is not None:
-                if record.node_id == node_id:  # else it moved: not this node's to count
+                # Only this node's rooms (else it moved), and only a change is saved: this
+                # runs on every heartbeat.
+                if record.node_id == node_id and record.participants != count:
                     record.participants = count
+                    self._changed()
             elif count:
                 self._rooms[room_id] = RoomRecord(
                     room_id, None, now, now, self.ttl_seconds, node_id, count
                 )
+                self._changed()
         return ended
 
     async def heartbeat(self, node: NodeInfo, ttl_seconds: float) -> None:
@@ -157,21 +189,25 @@ class MemoryRegistry:
         return 0.0
 
     def records(self) -> list[RoomRecord]:
-        """Every record still kept (expired ones included), for a snapshot."""
+        """Every record still kept (expired ones included), for the snapshot."""
         now = self._clock()
         return [dataclasses.replace(r) for r in self._rooms.values() if not self._purgeable(r, now)]
 
-    def restore(self, records: list[RoomRecord]) -> None:
-        """Put back records from a snapshot, as they were (the purge drops stale ones)."""
-        for record in records:
-            self._rooms[record.room_id] = dataclasses.replace(record)
-
     async def close(self) -> None:
+        """Save the rooms a last time (with a state_dir), then forget everything."""
+        if self._file is not None:
+            await self._file.close()
         self._rooms.clear()
         self._events.clear()
         self._nodes.clear()
         self._placed.clear()
         self._tombstones.clear()
+
+    def _changed(self) -> None:
+        """A change that may reach the disk lazily: it is cheap to lose in a crash (see
+        room_snapshot), and it happens on every join and leave."""
+        if self._file is not None:
+            self._file.save_soon()
 
     def _record_placement(self, now: float, node_id: str | None) -> None:
         if node_id is not None:
@@ -188,6 +224,9 @@ class MemoryRegistry:
         ]:
             del self._events[key]
 
-    def _purge(self, now: float) -> None:
-        for room_id in [r.room_id for r in self._rooms.values() if self._purgeable(r, now)]:
+    def _purge(self, now: float) -> bool:
+        """Drop records past their second ttl; True if there were any."""
+        stale = [r.room_id for r in self._rooms.values() if self._purgeable(r, now)]
+        for room_id in stale:
             del self._rooms[room_id]
+        return bool(stale)

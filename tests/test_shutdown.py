@@ -1,7 +1,7 @@
 """Graceful shutdown: draining refuses newcomers, tells peers, lets calls go on, then stops.
 
 In-process for what a client sees during the drain, and on a real server process for the
-signals and the exit status."""
+signals, the exit status and the rooms found after a restart (after SIGTERM or SIGKILL)."""
 
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import pytest
 from call_support import base_url, clients, create_room, eventually
 from rtc_client import RtcClient
 from test_cli import TIMEOUT, free_port, poll_health, start_server, write_config
 
-from kaamos_sfu import room_snapshot
 from kaamos_sfu.appkeys import API_SECRET, REGISTRY, ROOMS
 from kaamos_sfu.auth import issue_token
-from kaamos_sfu.registry import RoomRecord
+from kaamos_sfu.rtc_bridge import configure_ice
 from kaamos_sfu.server import drain
 
 SECRET = "a-test-api-secret-that-is-long-enough-1234"
@@ -126,6 +126,7 @@ class ServerProcess:
 async def _server_with_a_peer(tmp_path: Path, drain_seconds: float) -> AsyncIterator[ServerProcess]:
     """A real `kaamos-sfu` process with one aiortc peer in a call; on exit the peer is
     closed, the process killed if it still runs, and its stderr collected."""
+    configure_ice(["127.0.0.1"])  # this process's aiortc peers gather on loopback too
     port = free_port()
     config = write_config(tmp_path, port=port)
     text = config.read_text().replace(
@@ -212,39 +213,35 @@ async def test_health_is_503_until_startup_finishes(make_config):
     assert json.loads(response.body)["error"] == {"code": "STARTING", "message": "starting up"}
 
 
-async def test_rooms_survive_a_restart(tmp_path: Path):
-    """A room made before SIGTERM can be joined on the restarted process, so callers told
-    to come back (server-shutdown) find their room."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+async def test_rooms_survive_a_restart(tmp_path: Path, signum: signal.Signals) -> None:
+    """A room made before SIGTERM, or before SIGKILL mid-call (in-memory registry), exists on
+    the restarted process: its lookup answers 200 and two clients rejoin and see each other."""
     async with _server_with_a_peer(tmp_path, drain_seconds=0.0) as server:
         room_id = server.client.room_id
-        server.proc.send_signal(signal.SIGTERM)
+        server.proc.send_signal(signum)  # SIGKILL: while the peer's media flows
         await _wait_exit(server.proc, TIMEOUT)
-    assert server.proc.returncode == 0, server.stderr
+    expected = 0 if signum == signal.SIGTERM else -signal.SIGKILL
+    assert server.proc.returncode == expected, server.stderr
     port = free_port()
     config = tmp_path / "test.toml"
     config.write_text(re.sub(r"port = \d+", f"port = {port}", config.read_text()))
     proc = start_server(tmp_path, "--config", str(config))
-    client = RtcClient(f"http://127.0.0.1:{port}", room_id, "Back")
+    url = f"http://127.0.0.1:{port}"
+    back = [RtcClient(url, room_id, name) for name in ("Back", "Again")]
     try:
         await asyncio.to_thread(poll_health, port, proc)
-        assert (await client.join())["type"] == "joined"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{url}/api/rooms/{room_id}") as response,
+        ):
+            assert response.status == 200, await response.text()
+        for client in back:
+            assert (await client.join())["type"] == "joined"
+        a, b = back
+        await b.wait_decoded((a.peer_id or "", "camera"), frames=3)
+        await a.wait_decoded((b.peer_id or "", "camera"), frames=3)
     finally:
-        await client.close()
+        await asyncio.gather(*(client.close() for client in back))
         proc.terminate()
         proc.communicate(timeout=TIMEOUT)
-
-
-def test_a_damaged_room_snapshot_is_skipped(tmp_path: Path, caplog):
-    (tmp_path / room_snapshot.SNAPSHOT_FILE).write_text("[{not json")
-    assert room_snapshot.take(tmp_path) == []
-    assert "room snapshot unreadable" in caplog.text
-    assert room_snapshot.take(tmp_path / "nowhere") == []
-
-
-def test_a_room_snapshot_is_used_once(tmp_path: Path):
-    """After a crash there is no fresh snapshot: the one read at the last start must not
-    bring back rooms deleted since."""
-    record = RoomRecord("AbCdEf1234", 7, 1.0, 2.0, 3600.0)
-    room_snapshot.save(tmp_path, [record])
-    assert room_snapshot.take(tmp_path) == [record]
-    assert room_snapshot.take(tmp_path) == []
