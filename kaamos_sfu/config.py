@@ -86,6 +86,10 @@ class SignalingConfig:
     max_message_bytes: int = 65536
     # A socket that has not sent a valid join within this time is closed.
     join_timeout_seconds: float = 10.0
+    # The server pings every socket this often; one from which nothing (a pong or a
+    # message) has arrived for ping_timeout_seconds is closed and its peer removed.
+    ping_interval_seconds: float = 5.0
+    ping_timeout_seconds: float = 20.0
     # A peer that leaves an offer unanswered this long is disconnected.
     answer_timeout_seconds: float = 30.0
     # More bad messages than this within 10 seconds closes the socket (flood).
@@ -400,6 +404,16 @@ def validate(config: Config) -> None:
         config.signaling.join_timeout_seconds > 0,
         "signaling.join_timeout_seconds",
         "must be positive",
+    )
+    check(
+        config.signaling.ping_interval_seconds > 0,
+        "signaling.ping_interval_seconds",
+        "must be positive",
+    )
+    check(
+        config.signaling.ping_timeout_seconds >= 2 * config.signaling.ping_interval_seconds,
+        "signaling.ping_timeout_seconds",
+        "must be at least twice signaling.ping_interval_seconds",
     )
     check(
         config.signaling.answer_timeout_seconds > 0,

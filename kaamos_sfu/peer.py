@@ -20,6 +20,7 @@ from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from . import protocol
 from .config import Config
 from .forwarding import DownTrack, UpTrack
+from .leave_reasons import LeaveReason
 from .negotiation import RECEIVE, SEND, Slot, TrackKey, WantedTrack, plan_slots
 from .protocol import SOURCE_KIND, BadMessage, ErrorCode, IceCandidate, PeerInfo
 from .registry import new_room_id
@@ -72,7 +73,7 @@ class RoomView(Protocol):
 
     def tracks_changed(self) -> None: ...
 
-    def remove_soon(self, peer: Peer, reason: str) -> None: ...
+    def remove_soon(self, peer: Peer, reason: LeaveReason) -> None: ...
 
 
 @dataclass(eq=False)
@@ -139,7 +140,7 @@ class Peer:
         for wanted in plan.added:
             direction = "recvonly" if wanted.role == RECEIVE else "sendonly"
             transceiver, sender, receiver = add_forwarding_transceiver(
-                pc, wanted.kind, direction, self.activity
+                pc, wanted.kind, direction, self.activity, self._consent_expired
             )
             sender.on_negotiated = self._on_sender_negotiated
             slot = Slot(kind=wanted.kind, role=wanted.role)
@@ -157,7 +158,7 @@ class Peer:
             log.warning("no media port for a peer", extra={"peer_id": self.peer_id})
             message = "No free media port on this server; try again in a moment."
             await self.connection.send(protocol.error(ErrorCode.AT_CAPACITY, message))
-            self.room.remove_soon(self, "no media port")
+            self.room.remove_soon(self, LeaveReason.NO_MEDIA_PORT)
             return
         tracks = {
             mid: s.owner
@@ -213,6 +214,8 @@ class Peer:
 
     async def handle_answer(self, sdp: str) -> None:
         """Apply the client's answer; BadMessage leaves the offer pending."""
+        if self.closed:
+            return  # removed meanwhile (its socket is closing): the answer comes too late
         if self.pc is None or self._answer_timer is None:
             raise BadMessage("answer: no offer is pending")
         try:
@@ -223,7 +226,7 @@ class Peer:
             await self.pc.setRemoteDescription(
                 RTCSessionDescription(sdp=strip_mdns_candidates(sdp), type="answer")
             )
-        except Exception as exc:  # aiortc raises several types for a bad description
+        except Exception as exc:  # noqa: BLE001 - aiortc raises several types for a bad SDP
             raise BadMessage(f"answer: cannot apply SDP: {exc}") from None
         self._answer_timer.cancel()
         self._answer_timer = None
@@ -264,7 +267,7 @@ class Peer:
 
     def _answer_late(self) -> None:
         self._answer_timer = None
-        self.room.remove_soon(self, "offer unanswered")
+        self.room.remove_soon(self, LeaveReason.OFFER_UNANSWERED)
 
     # Subscribing: bind our sending m-lines to the publishers' UpTracks
 
@@ -380,17 +383,22 @@ class Peer:
             # comes within the timeout, not up to one loop interval after it.
             silent = now + RTCP_INTERVAL_MAX - self.activity.last
             if self.pc.connectionState == "connected" and silent > timeout:
-                self.room.remove_soon(self, "media timeout")
+                self.room.remove_soon(self, LeaveReason.MEDIA_TIMEOUT)
                 return
 
     def _on_connection_state(self) -> None:
         # "closed" without our close(): the client closed its peer connection, or its
         # transport died; either way no media will flow again on this connection.
-        if self.pc is not None and not self.closed and self.pc.connectionState in (
-            "failed",
-            "closed",
-        ):
-            self.room.remove_soon(self, f"connection {self.pc.connectionState}")
+        if self.pc is None or self.closed:
+            return
+        if self.pc.connectionState == "failed":
+            self.room.remove_soon(self, LeaveReason.CONNECTION_FAILED)
+        elif self.pc.connectionState == "closed":
+            self.room.remove_soon(self, LeaveReason.CONNECTION_CLOSED)
+
+    def _consent_expired(self) -> None:
+        if not self.closed:
+            self.room.remove_soon(self, LeaveReason.CONSENT_EXPIRED)
 
     async def close(self) -> None:
         if self.closed:
@@ -398,6 +406,7 @@ class Peer:
         self.closed = True
         if self._answer_timer is not None:
             self._answer_timer.cancel()
+            self._answer_timer = None
         current = asyncio.current_task()
         for task in self._tasks:
             if task is not current:
@@ -422,7 +431,7 @@ class Peer:
                 exc_info=task.exception(),
                 extra={"peer_id": self.peer_id},
             )
-            self.room.remove_soon(self, "internal error")
+            self.room.remove_soon(self, LeaveReason.INTERNAL_ERROR)
 
 
 def _media(slot: Slot) -> SlotMedia:

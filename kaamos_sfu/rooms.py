@@ -15,6 +15,7 @@ from typing import Any
 from . import protocol
 from .cluster import Node
 from .config import Config
+from .leave_reasons import LeaveReason, removal_close_code
 from .negotiation import SEND, TrackKey, WantedTrack
 from .peer import Connection, Peer, PublishedTrack
 from .protocol import SOURCE_KIND, SOURCES, CloseCode, ErrorCode, Join
@@ -41,13 +42,6 @@ class ServerDraining(Exception):
         self.retry_after = retry_after
 
 
-# Why a peer is removed by the server → the close code its socket gets (else TIMEOUT).
-_REMOVAL_CLOSE_CODES = {
-    "internal error": CloseCode.INTERNAL_ERROR,
-    "no media port": CloseCode.TRY_AGAIN_LATER,
-}
-
-
 class Room:
     def __init__(self, room_id: str, manager: RoomManager) -> None:
         self.room_id = room_id
@@ -72,8 +66,8 @@ class Room:
         for peer in self.peers.values():
             peer.request_offer()
 
-    def remove_soon(self, peer: Peer, reason: str) -> None:
-        code = _REMOVAL_CLOSE_CODES.get(reason, CloseCode.TIMEOUT)
+    def remove_soon(self, peer: Peer, reason: LeaveReason) -> None:
+        code = removal_close_code(reason)
         self.manager.spawn(self.manager.leave(self, peer, reason, close_code=code))
 
     async def broadcast(self, message: dict[str, Any], *, exclude: Peer | None = None) -> None:
@@ -204,7 +198,7 @@ class RoomManager:
             log.debug("touch failed", exc_info=True)
 
     async def leave(
-        self, room: Room, peer: Peer, reason: str, close_code: int | None = None
+        self, room: Room, peer: Peer, reason: LeaveReason, close_code: int | None = None
     ) -> None:
         """Remove a peer (idempotent); the others get peer-left and a new offer.
 
@@ -223,7 +217,7 @@ class RoomManager:
         await room.broadcast(protocol.peer_left(peer.peer_id))
         room.tracks_changed()
         if close_code is not None:
-            await peer.connection.close(close_code, reason)
+            await peer.connection.close(close_code, str(reason))
         self.node.rooms_changed()
         await self._touch(room.room_id)
 
@@ -236,7 +230,7 @@ class RoomManager:
         peers = list(room.peers.values())
         room.peers.clear()
         for peer in peers:
-            self._retire(peer, "room ended")
+            self._retire(peer, LeaveReason.ROOM_ENDED)
         for peer in peers:
             await peer.close()
             await peer.connection.send(protocol.room_ended())
@@ -272,7 +266,7 @@ class RoomManager:
             peers = list(room.peers.values())
             room.peers.clear()
             for peer in peers:
-                self._retire(peer, "server shutdown")
+                self._retire(peer, LeaveReason.SERVER_SHUTDOWN)
             for peer in peers:
                 await peer.close()
                 await peer.connection.close(CloseCode.GOING_AWAY, "server shutting down")
@@ -287,7 +281,7 @@ class RoomManager:
                 counts.add(peer.media_counts())
         return counts
 
-    def _retire(self, peer: Peer, reason: str) -> None:
+    def _retire(self, peer: Peer, reason: LeaveReason) -> None:
         """Called in the same step that removes the peer from its room, so that its counts
         are never both live and retired, nor neither."""
         self.counts.leaves[reason] += 1

@@ -17,7 +17,9 @@ from aiohttp import WSMsgType, web
 
 from . import protocol
 from .appkeys import CONFIG, EDGE, REGISTRY, ROOMS
+from .config import SignalingConfig
 from .edge import CLIENT_IP, origin_refused
+from .leave_reasons import LeaveReason
 from .peer import Peer
 from .protocol import (
     REFUSAL_CLOSE_CODES,
@@ -35,10 +37,10 @@ from .protocol import (
 )
 from .registry import RegistryUnavailable, retry_after_seconds
 from .rooms import JoinRefused, Room, RoomManager, ServerDraining
+from .socket_watch import SocketWatch, Verdict
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 5.0  # ping interval; a missed pong closes the socket
 MAX_FRAME_BYTES = 1024 * 1024  # above this aiohttp closes with 1009
 FLOOD_WINDOW_SECONDS = 10.0
 MAX_QUEUED = 256  # messages waiting for a client that does not read them
@@ -58,6 +60,7 @@ class WebSocketConnection:
         self.ws = ws
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._closing = False
+        self.close_reason: LeaveReason | None = None  # set when the server closes it
         self._writer = asyncio.ensure_future(self._write())
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -65,15 +68,18 @@ class WebSocketConnection:
             return
         if self._queue.qsize() >= MAX_QUEUED:
             log.info("client not reading its messages")
-            asyncio.ensure_future(self.close(CloseCode.TOO_SLOW, "not reading"))
+            closing = self.close(CloseCode.TOO_SLOW, "not reading", LeaveReason.NOT_READING)
+            asyncio.ensure_future(closing)
             return
         self._queue.put_nowait(message)
 
-    async def close(self, code: int, reason: str) -> None:
-        """Send what is queued (for up to CLOSE_FLUSH_SECONDS), then close with `code`."""
+    async def close(self, code: int, reason: str, leave: LeaveReason | None = None) -> None:
+        """Send what is queued (for up to CLOSE_FLUSH_SECONDS), then close with `code`;
+        `leave` says why the peer leaves, when closing is how the server removes it."""
         if self._closing:
             return
         self._closing = True
+        self.close_reason = leave
         self._queue.put_nowait(None)
         await asyncio.wait({self._writer}, timeout=CLOSE_FLUSH_SECONDS)
         self._writer.cancel()
@@ -129,6 +135,8 @@ class Session:
             await self._join(message)
             return
         peer, room = self.peer, self.room
+        if peer.closed:
+            return  # removed by the server; its socket is being closed
         if isinstance(message, Join):
             raise BadMessage("already joined")
         elif isinstance(message, Answer):
@@ -149,7 +157,7 @@ class Session:
             peer.info.muted[message.source] = message.muted
             await room.broadcast(protocol.peer_updated(peer.info), exclude=peer)
         elif isinstance(message, Leave):
-            await self.leave("left")
+            await self.leave(LeaveReason.LEFT)
             await self.connection.close(CloseCode.NORMAL, "left")
 
     async def _join(self, message: Join) -> None:
@@ -165,7 +173,7 @@ class Session:
             await self.connection.send(protocol.server_shutdown(draining.retry_after))
             await self.connection.close(CloseCode.GOING_AWAY, "server shutting down")
 
-    async def leave(self, reason: str) -> None:
+    async def leave(self, reason: LeaveReason) -> None:
         if self.peer is not None and self.room is not None:
             # Shielded: aiohttp cancels the handler when the socket closes, and the peer
             # must still be removed and the others told.
@@ -179,51 +187,96 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         # A page of another site: refused before the upgrade (its own page shows nothing).
         log.info("websocket origin refused", extra={"origin": request.headers.get("Origin")})
         return origin_refused(request.headers.get("Origin", ""))
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=MAX_FRAME_BYTES)
+    # Pings are ours (SocketWatch): aiohttp's heartbeat gives a pong half the interval and
+    # no second chance, and its pongs restart receive()'s timeout.
+    ws = web.WebSocketResponse(autoping=False, max_msg_size=MAX_FRAME_BYTES)
     await ws.prepare(request)
     connection = WebSocketConnection(ws)
     if await _over_ip_limit(request, connection):
         connection.stop()
         return ws
     session = Session(request.match_info["room_id"], request.app[ROOMS], connection)
-    bad_messages = FloodGuard(config.signaling.max_bad_messages)
-    all_messages = FloodGuard(config.signaling.max_messages)
-    join_deadline = time.monotonic() + config.signaling.join_timeout_seconds
-    reason = "socket closed"
+    signaling = config.signaling
+    watch = SocketWatch(
+        time.monotonic(),
+        signaling.join_timeout_seconds,
+        signaling.ping_interval_seconds,
+        signaling.ping_timeout_seconds,
+    )
+    watchdog = asyncio.ensure_future(_watch(ws, connection, watch))
+    reason = LeaveReason.SOCKET_CLOSED
     try:
-        while not ws.closed:
-            timeout = None if session.peer else max(0.0, join_deadline - time.monotonic())
-            try:
-                frame = await ws.receive(timeout=timeout)
-            except TimeoutError:
-                if session.peer is None:
-                    reason = "no join"
-                    await connection.close(CloseCode.TIMEOUT, "no join in time")
-                    break
-                continue
-            if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-                break
-            if frame.type == WSMsgType.ERROR:
-                reason = "socket error"
-                break
-            if all_messages.record(time.monotonic()):
-                reason = "flood"
-                await connection.close(CloseCode.FLOOD, "too many messages")
-                break
-            try:
-                await session.handle(_parse_frame(frame, config.signaling.max_message_bytes))
-            except BadMessage as exc:
-                await connection.send(protocol.error(ErrorCode.BAD_MESSAGE, str(exc)))
-                if bad_messages.record(time.monotonic()):
-                    reason = "flood"
-                    await connection.close(CloseCode.FLOOD, "too many bad messages")
-                    break
+        reason = await _pump(ws, session, watch, signaling)
     finally:
+        watchdog.cancel()
+        if connection.close_reason is not None:  # the watchdog or the writer closed it
+            reason = connection.close_reason
         try:
             await session.leave(reason)
         finally:
             connection.stop()  # even when aiohttp cancels the handler during leave
     return ws
+
+
+async def _pump(
+    ws: web.WebSocketResponse, session: Session, watch: SocketWatch, signaling: SignalingConfig
+) -> LeaveReason:
+    """Hand the client's frames to its session until the socket closes; return why."""
+    connection = session.connection
+    bad_messages = FloodGuard(signaling.max_bad_messages)
+    all_messages = FloodGuard(signaling.max_messages)
+    while not ws.closed:
+        frame = await ws.receive()
+        now = time.monotonic()
+        watch.heard(now)
+        if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            return LeaveReason.SOCKET_CLOSED
+        if frame.type == WSMsgType.ERROR:
+            log.info("websocket error", extra={"error": str(frame.data)})
+            return LeaveReason.SOCKET_ERROR
+        if frame.type == WSMsgType.PONG:
+            continue
+        if all_messages.record(now):
+            await connection.close(CloseCode.FLOOD, "too many messages", LeaveReason.FLOOD)
+            return LeaveReason.FLOOD
+        if frame.type == WSMsgType.PING:
+            await ws.pong(frame.data)
+            continue
+        try:
+            await session.handle(_parse_frame(frame, signaling.max_message_bytes))
+        except BadMessage as exc:
+            await connection.send(protocol.error(ErrorCode.BAD_MESSAGE, str(exc)))
+            if bad_messages.record(now):
+                reason = LeaveReason.FLOOD
+                await connection.close(CloseCode.FLOOD, "too many bad messages", reason)
+                return reason
+        if session.peer is not None:
+            watch.joined()
+    return LeaveReason.SOCKET_CLOSED
+
+
+async def _watch(
+    ws: web.WebSocketResponse, connection: WebSocketConnection, watch: SocketWatch
+) -> None:
+    """Ping the client, and close a socket that sent no join in time or fell silent."""
+    while not ws.closed:
+        now = time.monotonic()
+        step = watch.step(now)
+        if step.verdict is Verdict.WAIT:
+            await asyncio.sleep(step.at - now)
+        elif step.verdict is Verdict.PING:
+            try:
+                await ws.ping()
+            except ConnectionError:
+                return  # the socket is gone: the handler sees it closed
+        elif step.verdict is Verdict.NO_JOIN:
+            await connection.close(CloseCode.TIMEOUT, "no join in time")
+            return
+        else:
+            silent = round(now - watch.last_heard, 1)
+            log.info("websocket silent", extra={"seconds": silent})
+            await connection.close(CloseCode.TIMEOUT, "no answer to pings", LeaveReason.HEARTBEAT)
+            return
 
 
 async def _over_ip_limit(request: web.Request, connection: WebSocketConnection) -> bool:

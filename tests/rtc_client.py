@@ -17,8 +17,6 @@ from typing import Any
 
 import aiohttp
 from aiortc import (
-    RTCConfiguration,
-    RTCPeerConnection,
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
@@ -33,7 +31,7 @@ from aiortc.rtp import (
 )
 from media import KEYFRAME_INTERVAL, LoopedPacketTrack, opus_clip, video_clip
 
-from kaamos_sfu.rtc_bridge import close_peer_connection
+from kaamos_sfu.rtc_bridge import close_peer_connection, new_peer_connection
 
 TrackKey = tuple[str, str]
 MAX_RECORDED_PAYLOADS = 20_000  # per stream: about 5 minutes of test video
@@ -87,7 +85,7 @@ class RtcClient:
             )
         if "microphone" in publish:
             self.tracks["microphone"] = LoopedPacketTrack(opus_clip())
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy="max-bundle"))
+        self.pc = new_peer_connection([])  # max-bundle, no STUN; its tasks end with close()
         self.pc.on("track", self._on_track)
         self.peer_id: str | None = None
         self.messages: list[dict[str, Any]] = []

@@ -27,6 +27,7 @@ from test_cli import free_port
 from test_ice_addresses import _free_port_block
 
 from kaamos_sfu.appkeys import ROOMS
+from kaamos_sfu.rtc_bridge import track_connect_tasks
 
 TURN_SECRET = "coturn-static-auth-secret-for-tests"
 
@@ -203,6 +204,7 @@ async def test_a_relay_only_client_calls_through_coturn_with_its_join_credential
                     bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
                 )
             )
+            track_connect_tasks(relayed.pc)
             relayed.pc.on("track", relayed._on_track)
             offer = await relayed.wait_for(lambda m: m["type"] == "offer")
             await relayed.answer(offer)

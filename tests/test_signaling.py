@@ -178,27 +178,105 @@ async def test_a_flooding_peer_does_not_disturb_the_others(make_config, make_cli
         )
 
 
-async def test_vanished_client_is_removed_within_ten_seconds(make_config, make_client):
-    """A client that stops answering (no close, no media, no pongs) is removed in < 10 s."""
+async def test_vanished_client_is_removed_within_the_media_timeout(make_config, make_client):
+    """A client that vanishes (no close, no pongs, no media, no ICE checks) is removed
+    within rooms.peer_timeout_seconds (10 s), long before the WebSocket timeout."""
     http = await make_client(make_config())
     room_id = await create_room(http)
     async with clients(http, room_id, 2) as (a, ghost):
         await a.wait_decoded((ghost.peer_id, "camera"), frames=5)
-        # Freeze the ghost: stop reading its socket (no pongs) and silence its media.
-        ghost._reader.cancel()
-        for transceiver in ghost.pc.getTransceivers():
-            transceiver.sender.replaceTrack(None)
-        ice = ghost.pc.getTransceivers()[0].receiver.transport.transport
-
-        async def dead_send(data: bytes) -> None:
-            return None
-
-        ice._send = dead_send
-        ice._connection.send = dead_send
+        ghost._reader.cancel()  # no pongs
+        silence_media(ghost)
         vanished = time.monotonic()
         await a.wait_for(lambda m: m == {"type": "peer-left", "peer_id": ghost.peer_id},
                          timeout=12)
         assert time.monotonic() - vanished < 10
+
+
+def silence_media(client: RtcClient) -> None:
+    """Nothing leaves the client's media transport any more: no RTP, RTCP or STUN."""
+    ice = client.pc.getTransceivers()[0].receiver.transport.transport
+
+    async def dead_send(*args: object, **kwargs: object) -> None:
+        return None
+
+    ice._send = dead_send
+    ice._connection.send = dead_send
+    for protocol in ice._connection._protocols:
+        protocol.transport.sendto = lambda *args, **kwargs: None  # consent checks too
+
+
+async def test_a_socket_that_answers_no_pings_is_closed_after_the_ping_timeout(
+    make_config, make_client
+):
+    """A joined socket that stops answering pings (its media still alive) is closed with
+    4408 once signaling.ping_timeout_seconds pass without a frame, not at the first miss."""
+    config = make_config(signaling={"ping_interval_seconds": 1.0, "ping_timeout_seconds": 4.0})
+    http = await make_client(config)
+    room_id = await create_room(http)
+    ws = await http.ws_connect(f"/ws/{room_id}", autoping=False)
+    await ws.send_json(JOIN)
+    assert (await receive_json(ws))["type"] == "joined"
+    last_frame = time.monotonic()
+    pings = 0
+    while True:
+        message = await ws.receive(timeout=8)
+        if message.type != aiohttp.WSMsgType.PING:
+            break
+        pings += 1
+    assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 4408, message
+    assert 3.5 <= time.monotonic() - last_frame <= 6.0
+    assert pings >= 3
+
+
+async def test_late_pongs_keep_a_socket(make_config, make_client):
+    """Pongs that come 4 s late, after several more pings, keep a socket open."""
+    config = make_config(signaling={"ping_interval_seconds": 1.0, "ping_timeout_seconds": 6.0})
+    http = await make_client(config)
+    room_id = await create_room(http)
+    ws = await http.ws_connect(f"/ws/{room_id}", autoping=False)
+    await ws.send_json(JOIN)
+    assert (await receive_json(ws))["type"] == "joined"
+    late: list[asyncio.Task[None]] = []
+
+    async def pong_later(data: bytes) -> None:
+        await asyncio.sleep(4.0)
+        await ws.pong(data)
+
+    deadline = time.monotonic() + 9
+    while time.monotonic() < deadline:
+        try:
+            message = await ws.receive(timeout=deadline - time.monotonic())
+        except TimeoutError:
+            break
+        assert message.type == aiohttp.WSMsgType.PING, message
+        late.append(asyncio.ensure_future(pong_later(message.data)))
+    assert not ws.closed and len(late) >= 6
+    for task in late:
+        task.cancel()
+    await ws.close()
+
+
+async def test_a_socket_that_only_answers_pings_gets_no_more_than_the_join_timeout(
+    make_config, make_client
+):
+    """Pongs do not extend the join timeout: a socket that never joins is closed with 4408."""
+    # Longer than the 5 s between pings of aiohttp's own heartbeat, which restarted
+    # receive()'s timeout at every pong.
+    config = make_config(
+        signaling={
+            "join_timeout_seconds": 6.0,
+            "ping_interval_seconds": 0.5,
+            "ping_timeout_seconds": 5.0,
+        }
+    )
+    http = await make_client(config)
+    opened = time.monotonic()
+    ws = await http.ws_connect("/ws/AAAAAAAAAA", autoping=True)  # aiohttp answers pings
+    async with asyncio.timeout(10):  # not receive(timeout=): pings would restart it
+        message = await ws.receive()
+    assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 4408, message
+    assert 5.8 <= time.monotonic() - opened <= 7.5
 
 
 async def test_deleting_a_room_ends_the_call(make_config, make_client):
@@ -240,15 +318,7 @@ async def test_peer_whose_media_dies_is_removed_though_its_socket_lives(make_con
     room_id = await create_room(http)
     async with clients(http, room_id, 2) as (a, ghost):
         await a.wait_decoded((ghost.peer_id, "camera"), frames=5)
-        ice = ghost.pc.getTransceivers()[0].receiver.transport.transport
-
-        async def dead_send(*args: object, **kwargs: object) -> None:
-            return None
-
-        ice._send = dead_send
-        ice._connection.send = dead_send
-        for protocol in ice._connection._protocols:
-            protocol.transport.sendto = lambda *args, **kwargs: None  # consent checks too
+        silence_media(ghost)
         silent_since = time.monotonic()
         await a.wait_for(lambda m: m == {"type": "peer-left", "peer_id": ghost.peer_id},
                          timeout=12)

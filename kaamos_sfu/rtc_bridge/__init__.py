@@ -29,6 +29,7 @@ from .connection import (
     set_stream,
     settle,
     strip_mdns_candidates,
+    track_connect_tasks,
 )
 from .host_candidates import HostCandidatePlan
 from .internals import AIORTC_VERSION, check_internals
@@ -60,4 +61,5 @@ __all__ = [
     "settle",
     "strip_mdns_candidates",
     "subscriber_codec_preferences",
+    "track_connect_tasks",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aioice.ice
@@ -20,7 +21,9 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import AnyRtcpPacket
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from .consent import keep_consent
 from .host_candidates import HostCandidatePlan, use_host_candidate_plan
+from .media_path import media_path
 from .receiver import Activity, ForwardingReceiver
 from .sender import ForwardingSender
 
@@ -50,14 +53,45 @@ def configure_ice(host_addresses: list[str], plan: HostCandidatePlan | None = No
 
 
 def new_peer_connection(ice_servers: list[dict[str, Any]]) -> RTCPeerConnection:
-    """A server-side peer connection: max-bundle, and never an implicit public STUN server."""
+    """A peer connection with max-bundle, never an implicit public STUN server, and its
+    background connect tasks tracked (see `settle`)."""
     servers = [
         RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
         for s in ice_servers
     ]
-    return RTCPeerConnection(
+    pc = RTCPeerConnection(
         RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     )
+    track_connect_tasks(pc)
+    return pc
+
+
+_CONNECT_TASKS = "_kaamos_connect_tasks"
+
+
+def track_connect_tasks(pc: RTCPeerConnection) -> None:
+    """Keep the tasks in which aiortc applies each description.
+
+    aiortc starts them as `asyncio.ensure_future(self.__connect())`: the name-mangled
+    attribute is looked up on the instance first, so a function set there makes the task
+    itself, and `ensure_future` hands that task back unchanged.
+    """
+    tasks: set[asyncio.Task[None]] = set()
+    connect = pc._RTCPeerConnection__connect  # type: ignore[attr-defined]
+
+    def start_connect() -> asyncio.Task[None]:
+        task = asyncio.ensure_future(connect())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
+
+    pc._RTCPeerConnection__connect = start_connect  # type: ignore[attr-defined]
+    setattr(pc, _CONNECT_TASKS, tasks)
+
+
+def _pending_connects(pc: RTCPeerConnection) -> list[asyncio.Task[None]]:
+    tasks: set[asyncio.Task[None]] = getattr(pc, _CONNECT_TASKS, set())
+    return [task for task in tasks if not task.done()]
 
 
 def add_forwarding_transceiver(
@@ -65,12 +99,18 @@ def add_forwarding_transceiver(
     kind: str,
     direction: str,
     activity: Activity,
+    on_consent_expired: Callable[[], None],
 ) -> tuple[RTCRtpTransceiver, ForwardingSender, ForwardingReceiver]:
-    """A transceiver whose sender and receiver forward instead of encoding and decoding."""
+    """A transceiver whose sender and receiver forward instead of encoding and decoding.
+
+    `on_consent_expired` is called if the client stops answering ICE consent checks."""
     transceiver = pc.addTransceiver(kind, direction=direction)
     transport = transceiver.receiver.transport
     if len(pc.getTransceivers()) == 1:  # max-bundle: the first transport is the only one
-        use_host_candidate_plan(transport.transport._connection, _host_candidate_plan)
+        media_path(transport)  # from now on every RTP and RTCP packet is handled there
+        connection = transport.transport._connection
+        use_host_candidate_plan(connection, _host_candidate_plan)
+        keep_consent(connection, on_consent_expired)
         _watch_consent_checks(transport, activity)
     sender = ForwardingSender(kind, transport, activity)
     receiver = ForwardingReceiver(kind, transport, activity)
@@ -91,23 +131,6 @@ def _watch_consent_checks(transport: RTCDtlsTransport, activity: Activity) -> No
         request_received(*args, **kwargs)
 
     connection.request_received = on_request  # type: ignore[method-assign]
-
-
-def _pending_connects(pc: RTCPeerConnection) -> list[asyncio.Task[Any]]:
-    """aiortc applies each description in a background task, RTCPeerConnection.__connect,
-    that walks the transceivers (starting ICE, DTLS, senders and receivers)."""
-    pending = []
-    for task in asyncio.all_tasks():
-        coro = task.get_coro()
-        frame = getattr(coro, "cr_frame", None)
-        if (
-            not task.done()
-            and getattr(coro, "__qualname__", "") == "RTCPeerConnection.__connect"
-            and frame is not None
-            and frame.f_locals.get("self") is pc
-        ):
-            pending.append(task)
-    return pending
 
 
 async def settle(pc: RTCPeerConnection, timeout: float = 5.0) -> None:
@@ -175,7 +198,7 @@ def check_answer_matches_offer(pc: RTCPeerConnection, sdp: str) -> dict[str, int
     """
     try:
         answer = SessionDescription.parse(sdp)
-    except Exception as exc:  # the parser raises whatever the bad line triggers
+    except Exception as exc:  # noqa: BLE001 - the parser raises whatever the bad line triggers
         raise ValueError(f"unparsable SDP: {exc!r}") from None
     offered = [m.rtp.muxId for m in SessionDescription.parse(pc.localDescription.sdp).media]
     answered = [m.rtp.muxId for m in answer.media]
