@@ -3,6 +3,7 @@
     python -m bench quick                 # about 1-2 minutes: R = 1, 2
     python -m bench full                  # R = 1, 2, 4, 6, 8, ... until loss or saturation
     python -m bench quick --systems kaamos,kaamos-old@/tmp/old-checkout --profile
+    python -m bench soak --cycles 1000    # join/leave churn: memory, fds, tasks, leaks
 
 Each run writes results.json, results.md and results.png to --out. The run re-executes
 itself in a private network namespace (`unshare -n`, only `lo`) unless it is already in
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import ROOT, report
+from . import ROOT, report, soak
 from .clip import describe, ensure_clips
 from .measure import MAX_LOSS_PCT, Settings, measure
 from .servers import make_system
@@ -97,7 +98,7 @@ def _stops(result: dict[str, Any]) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("quick", "full"))
+    parser.add_argument("mode", choices=("quick", "full", "soak"))
     parser.add_argument(
         "--systems",
         default="kaamos,janus,relay",
@@ -117,7 +118,11 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy the Kaamos server")
     parser.add_argument("--max-minutes", type=float, default=30, help="hard limit for the run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--cycles", type=int, default=1000, help="soak: join/leave cycles")
     args = parser.parse_args()
+    if args.mode == "soak":
+        reexec_in_netns()
+        sys.exit(run_soak(args))
     quick = args.mode == "quick"
     args.rooms = args.rooms or (QUICK_ROOMS if quick else FULL_ROOMS)
     reexec_in_netns()
@@ -154,6 +159,20 @@ def main() -> None:
     print()
     print(report.markdown(results, run["machine"]))
     print(f"written: {args.out}/results.json, results.md, results.png")
+
+
+def run_soak(args: argparse.Namespace) -> int:
+    """The churn soak (bench/soak.py); exit status 1 if the server kept anything."""
+    with tempfile.TemporaryDirectory(prefix="kaamos-soak-") as tmp:
+        every = max(1, args.cycles // 10)
+        result = asyncio.run(soak.soak(args.cycles, every, Path(tmp)))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "soak.json").write_text(soak.to_json(result) + "\n")
+    text = soak.report(result)
+    (args.out / "soak.md").write_text(text)
+    print(text)
+    print(f"written: {args.out}/soak.json, soak.md")
+    return 1 if result.problems() else 0
 
 
 if __name__ == "__main__":

@@ -139,7 +139,7 @@ def _serve(args: argparse.Namespace) -> int:
         return run_workers(config, args.argv, args.workers)
     ssl_context = tls_context(config)
     setup_logging(config.log.level)
-    _install_uvloop()
+    install_uvloop()
     try:
         asyncio.run(_run(config, ssl_context))
     except OSError as exc:  # the port is taken, or the address is not ours
@@ -156,7 +156,7 @@ async def _run(config: Config, ssl_context: ssl.SSLContext | None) -> None:
     await serve(create_app(config), config, ssl_context)
 
 
-def _install_uvloop() -> None:
+def install_uvloop() -> None:
     try:
         import uvloop
     except ImportError:  # optional: the asyncio loop works, only slower

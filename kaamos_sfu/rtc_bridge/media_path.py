@@ -16,7 +16,6 @@ import socket
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
-from weakref import WeakKeyDictionary
 
 import pylibsrtp
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
@@ -144,12 +143,15 @@ class MediaPath:
             log.exception("RTP handling failed")
 
 
-_paths: WeakKeyDictionary[RTCDtlsTransport, MediaPath] = WeakKeyDictionary()
-
-
 def media_path(dtls: RTCDtlsTransport) -> MediaPath:
-    """The one MediaPath of this DTLS transport."""
-    path = _paths.get(dtls)
+    """The one MediaPath of this DTLS transport, kept on the transport itself: it lives and
+    dies with it (a table keyed by the transport would keep every transport alive, since
+    the path holds its transport)."""
+    path: MediaPath | None = getattr(dtls, _ATTRIBUTE, None)
     if path is None:
-        path = _paths[dtls] = MediaPath(dtls)
+        path = MediaPath(dtls)
+        setattr(dtls, _ATTRIBUTE, path)
     return path
+
+
+_ATTRIBUTE = "_kaamos_media_path"
