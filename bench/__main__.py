@@ -4,6 +4,7 @@
     python -m bench full                  # R = 1, 2, 4, 6, 8, ... until loss or saturation
     python -m bench quick --systems kaamos,kaamos-old@/tmp/old-checkout --profile
     python -m bench soak --cycles 1000    # join/leave churn: memory, fds, tasks, leaks
+    python -m bench loaded --minutes 5    # four clients on a machine busy loops take
 
 Each run writes results.json, results.md and results.png to --out. The run re-executes
 itself in a private network namespace (`unshare -n`, only `lo`) unless it is already in
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import ROOT, report, soak
+from . import ROOT, loaded, report, soak
 from .clip import describe, ensure_clips
 from .measure import MAX_LOSS_PCT, Settings, measure
 from .servers import make_system
@@ -98,7 +99,7 @@ def _stops(result: dict[str, Any]) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("quick", "full", "soak"))
+    parser.add_argument("mode", choices=("quick", "full", "soak", "loaded"))
     parser.add_argument(
         "--systems",
         default="kaamos,janus,relay",
@@ -119,10 +120,11 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=30, help="hard limit for the run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--cycles", type=int, default=1000, help="soak: join/leave cycles")
+    parser.add_argument("--minutes", type=float, default=5, help="loaded: minutes under load")
     args = parser.parse_args()
-    if args.mode == "soak":
+    if args.mode in ("soak", "loaded"):
         reexec_in_netns()
-        sys.exit(run_soak(args))
+        sys.exit(run_soak(args) if args.mode == "soak" else run_loaded(args))
     quick = args.mode == "quick"
     args.rooms = args.rooms or (QUICK_ROOMS if quick else FULL_ROOMS)
     reexec_in_netns()
@@ -172,6 +174,19 @@ def run_soak(args: argparse.Namespace) -> int:
     (args.out / "soak.md").write_text(text)
     print(text)
     print(f"written: {args.out}/soak.json, soak.md")
+    return 1 if result.problems() else 0
+
+
+def run_loaded(args: argparse.Namespace) -> int:
+    """Four clients under busy loops (bench/loaded.py); exit status 1 on a removal."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="kaamos-loaded-") as tmp:
+        result = asyncio.run(loaded.loaded(args.minutes * 60, Path(tmp)))
+        (args.out / "loaded-server.log").write_bytes((Path(tmp) / "kaamos.log").read_bytes())
+    text = result.report()
+    (args.out / "loaded.md").write_text(text)
+    print(text)
+    print(f"written: {args.out}/loaded.md, loaded-server.log")
     return 1 if result.problems() else 0
 
 

@@ -1,6 +1,6 @@
 """Churn soak: people join and leave one room many times; the server must not keep them.
 
-A server process (bench/soak_server.py) holds one room with a steady participant who
+A server process (bench/inspected_server.py) holds one room with a steady participant who
 publishes camera and microphone. Each cycle a newcomer joins, publishing too, waits until
 it receives the steady participant's video, and leaves (every other cycle with `leave`,
 else by closing its socket and connection). At checkpoints the server reports its
@@ -15,23 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from rtc_client import RtcClient
 
-from kaamos_sfu.auth import issue_token
-from kaamos_sfu.rtc_bridge import configure_ice
+from .sfu_process import SfuProcess
 
-from . import ROOT
-from .servers import free_port, wait_http
-
-SECRET = "a-soak-api-secret-that-is-long-enough-00"
 CYCLE_TIMEOUT = 15.0  # seconds for one newcomer to join, receive and leave
 MAX_RSS_GROWTH = 0.05  # from the first checkpoint to the last
 
@@ -97,45 +89,25 @@ async def soak(
 ) -> SoakResult:
     """Run `cycles` join/leave cycles against a fresh server process; checkpoints at
     `first_checkpoint` (default `checkpoint_every`) and every `checkpoint_every` after."""
-    port = free_port()
-    config = workdir / "soak.toml"
-    config.write_text(
-        f'[server]\nhost = "127.0.0.1"\nport = {port}\ndrain_seconds = 0.0\n'
-        f'state_dir = "{workdir / "state"}"\n[auth]\napi_secret = "{SECRET}"\n'
-        f'[ice]\nhost_addresses = ["127.0.0.1"]\n[log]\nlevel = "warning"\n'
-        # Every newcomer comes from 127.0.0.1: far above a person's reconnects.
-        "[signaling]\njoins_per_minute_per_ip = 1000000\n"
-    )
-    log = (workdir / "soak-server.log").open("wb")
-    server = subprocess.Popen(  # noqa: ASYNC220 - a fork and exec; it runs on its own
-        [sys.executable, "-m", "bench.soak_server", "--config", str(config)],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    configure_ice(["127.0.0.1"])  # this process's clients: aioice skips loopback otherwise
+    # Every newcomer comes from 127.0.0.1: far above a person's reconnects.
+    server = SfuProcess(workdir, "[signaling]\njoins_per_minute_per_ip = 1000000\n")
     try:
-        await asyncio.to_thread(wait_http, url + "/health", server)
+        await server.start()
         async with aiohttp.ClientSession() as http:
-            return await _run(http, url, cycles, checkpoint_every, first_checkpoint)
+            return await _run(server, http, cycles, checkpoint_every, first_checkpoint)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+        server.stop()
 
 
 async def _run(
+    server: SfuProcess,
     http: aiohttp.ClientSession,
-    url: str,
     cycles: int,
     every: int,
     first: int | None,
 ) -> SoakResult:
-    room_id = await _create_room(http, url)
+    room_id = await server.create_room(http)
+    url = server.url
     result = SoakResult(cycles)
     steady = RtcClient(url, room_id, "Steady", decode=False)
     try:
@@ -145,10 +117,10 @@ async def _run(
         for cycle in range(1, cycles + 1):
             await asyncio.wait_for(_cycle(url, room_id, steady, cycle), CYCLE_TIMEOUT)
             if cycle in marks:
-                result.checkpoints.append(await _settled(http, url, cycle, started, peers=1))
+                result.checkpoints.append(await _settled(server, http, cycle, started, peers=1))
     finally:
         await steady.close()
-    result.after_all_left = await _settled(http, url, cycles, started, peers=0)
+    result.after_all_left = await _settled(server, http, cycles, started, peers=0)
     return result
 
 
@@ -164,32 +136,18 @@ async def _cycle(url: str, room_id: str, steady: RtcClient, cycle: int) -> None:
         await newcomer.close()
 
 
-async def _checkpoint(
-    http: aiohttp.ClientSession, url: str, cycle: int, started: float
-) -> Checkpoint:
-    async with http.get(f"{url}/_soak/stats") as response:
-        body: dict[str, Any] = await response.json()
-    return Checkpoint(cycle=cycle, seconds=time.monotonic() - started, **body)
-
-
 async def _settled(
-    http: aiohttp.ClientSession, url: str, cycle: int, started: float, peers: int
+    server: SfuProcess, http: aiohttp.ClientSession, cycle: int, started: float, peers: int
 ) -> Checkpoint:
     """Stats once the server has let the last newcomer go (or everyone, with `peers` 0):
     a closed socket is noticed within a moment, not at once."""
     deadline = time.monotonic() + 10
     while True:
-        point = await _checkpoint(http, url, cycle, started)
+        stats = await server.stats(http)
+        point = Checkpoint(cycle=cycle, seconds=time.monotonic() - started, **stats)
         if point.objects["Peer"] <= peers or time.monotonic() > deadline:
             return point
         await asyncio.sleep(0.2)
-
-
-async def _create_room(http: aiohttp.ClientSession, url: str) -> str:
-    headers = {"Authorization": f"Bearer {issue_token(SECRET, 'soak')}"}
-    async with http.post(f"{url}/api/rooms/create", headers=headers) as response:
-        assert response.status == 201, await response.text()
-        return str((await response.json())["room_id"])
 
 
 def report(result: SoakResult) -> str:

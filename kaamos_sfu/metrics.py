@@ -55,6 +55,16 @@ MEDIA_COUNTERS = (
         "keyframe_requests_received",
     ),
     ("kaamos_plis_sent", "Keyframe requests (PLI) sent to publishers.", "keyframe_requests_sent"),
+    (
+        "kaamos_rtp_packets_discarded",
+        "RTP packets from publishers that fit no stream (a sequence jump, a stray RTX).",
+        "packets_discarded",
+    ),
+    (
+        "kaamos_srtp_send_failures",
+        "Packets SRTP refused to protect for sending (dropped; never expected).",
+        "srtp_send_failures",
+    ),
 )
 
 
@@ -138,6 +148,12 @@ class KaamosCollector(Collector):
         media = rooms.media_counts()
         for name, help_text, attribute in MEDIA_COUNTERS:
             yield CounterMetricFamily(name, help_text, value=getattr(media, attribute))
+        yield _labelled(
+            "kaamos_rtcp_dropped",
+            "RTCP packets from clients not handled, by reason (malformed, over_limit).",
+            "reason",
+            {"malformed": media.rtcp_malformed, "over_limit": media.rtcp_over_limit},
+        )
 
 
 def _labelled(name: str, help_text: str, label: str, values: dict[str, int]) -> Metric:

@@ -39,11 +39,13 @@ from .rtc_bridge import (
     new_peer_connection,
     parse_remote_candidate,
     publisher_codec_preferences,
+    receive_media_directly,
     send_rtcp,
     set_stream,
     settle,
     strip_mdns_candidates,
     subscriber_codec_preferences,
+    transport_counts,
 )
 from .stats import MediaCounts
 
@@ -152,6 +154,7 @@ class Peer:
         await pc.setLocalDescription(await pc.createOffer())
         if self.closed:
             return
+        receive_media_directly(pc)
         if "a=candidate:" not in pc.localDescription.sdp:
             # No media socket could be bound (the ice port range is full): say so rather
             # than let the client wait for a connection that cannot come.
@@ -343,7 +346,10 @@ class Peer:
             candidate = parse_remote_candidate(message.candidate, first.mid, 0)
         except ValueError as exc:
             raise BadMessage(f"ice-candidate: {exc}") from None
-        await self.pc.addIceCandidate(candidate)
+        try:
+            await self.pc.addIceCandidate(candidate)
+        except Exception as exc:  # noqa: BLE001 - aiortc and aioice check it as they go
+            raise BadMessage(f"ice-candidate: cannot use it: {exc!r}") from None
 
     def set_sources(self, sources: list[str]) -> None:
         self.info.sources = [s for s in protocol.SOURCES if s in sources]
@@ -352,6 +358,11 @@ class Peer:
     def media_counts(self) -> MediaCounts:
         """Everything this peer's forwarding has counted so far (for /metrics)."""
         counts = dataclasses.replace(self.retired)
+        if self.pc is not None:
+            transport = transport_counts(self.pc)
+            counts.rtcp_malformed += transport.rtcp_malformed
+            counts.rtcp_over_limit += transport.rtcp_over_limit
+            counts.srtp_send_failures += transport.srtp_send_failures
         for published in self.published.values():
             counts.add_uptrack(published.uptrack)
         for slot in self.slots:

@@ -20,6 +20,7 @@ from .appkeys import CONFIG, EDGE, REGISTRY, ROOMS
 from .config import SignalingConfig
 from .edge import CLIENT_IP, origin_refused
 from .leave_reasons import LeaveReason
+from .lingering_close import LingeringWebSocket
 from .peer import Peer
 from .protocol import (
     REFUSAL_CLOSE_CODES,
@@ -189,7 +190,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         return origin_refused(request.headers.get("Origin", ""))
     # Pings are ours (SocketWatch): aiohttp's heartbeat gives a pong half the interval and
     # no second chance, and its pongs restart receive()'s timeout.
-    ws = web.WebSocketResponse(autoping=False, max_msg_size=MAX_FRAME_BYTES)
+    ws = LingeringWebSocket(autoping=False, max_msg_size=MAX_FRAME_BYTES)
     await ws.prepare(request)
     connection = WebSocketConnection(ws)
     if await _over_ip_limit(request, connection):
@@ -219,7 +220,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
 
 
 async def _pump(
-    ws: web.WebSocketResponse, session: Session, watch: SocketWatch, signaling: SignalingConfig
+    ws: LingeringWebSocket, session: Session, watch: SocketWatch, signaling: SignalingConfig
 ) -> LeaveReason:
     """Hand the client's frames to its session until the socket closes; return why."""
     connection = session.connection
@@ -233,6 +234,7 @@ async def _pump(
             return LeaveReason.SOCKET_CLOSED
         if frame.type == WSMsgType.ERROR:
             log.info("websocket error", extra={"error": str(frame.data)})
+            await ws.linger()  # after a frame too big to read, until the client has closed
             return LeaveReason.SOCKET_ERROR
         if frame.type == WSMsgType.PONG:
             continue
@@ -250,6 +252,13 @@ async def _pump(
                 reason = LeaveReason.FLOOD
                 await connection.close(CloseCode.FLOOD, "too many bad messages", reason)
                 return reason
+        except Exception:
+            # A bug, not the client's fault: this client is let go (4500) and its peer
+            # removed; the socket is not dropped without a word, and the others go on.
+            log.exception("message handling failed", extra={"room_id": session.room_id})
+            reason = LeaveReason.INTERNAL_ERROR
+            await connection.close(CloseCode.INTERNAL_ERROR, "internal error", reason)
+            return reason
         if session.peer is not None:
             watch.joined()
     return LeaveReason.SOCKET_CLOSED

@@ -26,10 +26,15 @@ class MediaCounts:
     nacks_sent: int = 0  # NACK packets the SFU sent to publishers for what it missed
     keyframe_requests_received: int = 0  # PLI/FIR from subscribers
     keyframe_requests_sent: int = 0  # PLIs the SFU sent to publishers
+    packets_discarded: int = 0  # publisher packets that fit no stream (jumps, stray RTX)
+    rtcp_malformed: int = 0  # client RTCP that could not be parsed or taken
+    rtcp_over_limit: int = 0  # client RTCP above the per-peer rate
+    srtp_send_failures: int = 0  # packets SRTP refused to protect (never expected)
 
     def add_uptrack(self, uptrack: UpTrack) -> None:
         self.packets_received += uptrack.packets_received
         self.packets_dropped += uptrack.packets_dropped
+        self.packets_discarded += uptrack.packets_discarded
         self.nacks_sent += uptrack.nacks_sent
         self.keyframe_requests_sent += uptrack.keyframe_requests
 

@@ -32,6 +32,7 @@ from aiortc.rtp import (
 from media import KEYFRAME_INTERVAL, LoopedPacketTrack, opus_clip, video_clip
 
 from kaamos_sfu.rtc_bridge import close_peer_connection, new_peer_connection
+from kaamos_sfu.rtc_bridge.consent import keep_consent
 
 TrackKey = tuple[str, str]
 MAX_RECORDED_PAYLOADS = 20_000  # per stream: about 5 minutes of test video
@@ -295,6 +296,9 @@ class RtcClient:
         if id(ice) in self._hooked:
             return
         self._hooked.add(id(ice))
+        # ICE consent as browsers check it (RFC 7675: retransmitted, 30 s), not aioice's
+        # 0.5 s per check: a test client on a busy machine must not drop out by itself.
+        keep_consent(ice._connection, on_expired=lambda: None)
         receive = ice._recv
 
         async def lossy_receive() -> bytes:
@@ -360,6 +364,25 @@ class RtcClient:
                 return
             await asyncio.sleep(0.05)
         raise TimeoutError(f"{self.name}: fewer than {count} {counter} from {key}")
+
+    def vanish(self) -> None:
+        """Be gone without a word, as a phone that lost its network: the socket is no longer
+        read (no pongs), and nothing leaves the media transport (no RTP, RTCP or ICE)."""
+        if self._reader is not None:
+            self._reader.cancel()
+        self.silence_media()
+
+    def silence_media(self) -> None:
+        """Nothing leaves the media transport any more: no RTP, RTCP or STUN."""
+        ice = self.pc.getTransceivers()[0].receiver.transport.transport
+
+        async def dead_send(*args: object, **kwargs: object) -> None:
+            return None
+
+        ice._send = dead_send
+        ice._connection.send = dead_send
+        for protocol in ice._connection._protocols:
+            protocol.transport.sendto = lambda *args, **kwargs: None  # consent checks too
 
     async def close(self) -> None:
         for task in self._tasks:

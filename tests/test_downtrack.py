@@ -13,12 +13,17 @@ from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParam
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
 from kaamos_sfu.forwarding.downtrack import (
+    MAX_AHEAD,
+    MAX_BEHIND,
     NTP_SCALE,
+    RETRANSMISSION_BURST,
+    RETRANSMISSIONS_PER_SECOND,
     VIDEO_CACHE_SIZE,
     DownTrack,
     ExtensionIds,
     SenderClock,
 )
+from kaamos_sfu.forwarding.keyframe import starts_keyframe
 
 URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
@@ -97,8 +102,14 @@ def parse(data: bytes, ids: ExtensionIds = DEFAULT_IDS) -> RtpPacket:
     return RtpPacket.parse(data, extensions_map)
 
 
+def offer(track: DownTrack, packet: Any, abs_send_time: int = 0x123456) -> bytes | None:
+    """What the DownTrack makes of `packet`, told whether it starts a keyframe as its
+    UpTrack tells it (once per packet, for every subscriber)."""
+    return track.rewrite(packet, abs_send_time, starts_keyframe(track.codec_name, packet.payload))
+
+
 def rewrite(track: DownTrack, packet: Any, abs_send_time: int = 0x123456) -> bytes:
-    data = track.rewrite(packet, abs_send_time)
+    data = offer(track, packet, abs_send_time)
     assert data is not None
     return data
 
@@ -146,7 +157,7 @@ def test_first_packet_header(
 def test_payload_type_map(publisher_pt: int, expected: int | None) -> None:
     """The publisher's PT becomes the subscriber's; a PT the subscriber lacks is not sent."""
     track = make("audio", "opus", payload_types={96: 102, 111: 109})
-    data = track.rewrite(Packet(5, 5, payload_type=publisher_pt), 0)
+    data = offer(track, Packet(5, 5, payload_type=publisher_pt), 0)
     if expected is None:
         assert data is None
     else:
@@ -182,7 +193,7 @@ def test_long_streams_are_never_taken_for_late_packets() -> None:
     track = make("audio", "opus", start_sequence=7)
     expected = 7
     for i in range(140_000):
-        data = track.rewrite(Packet((40_000 + i) & 0xFFFF, 960 * i), 0)
+        data = offer(track, Packet((40_000 + i) & 0xFFFF, 960 * i), 0)
         assert data is not None, f"packet {i} dropped"
         assert (data[2] << 8 | data[3]) == expected
         expected = (expected + 1) & 0xFFFF
@@ -195,7 +206,7 @@ def test_late_packet_just_before_the_start_is_dropped_even_after_a_while() -> No
     rewrite(track, Packet(5000, 0, VP8_KEY))
     for i in range(1, 300):
         rewrite(track, Packet(5000 + i, 3000 * i, VP8_INTER))
-    assert track.rewrite(Packet(4990, 0, VP8_INTER), 0) is None
+    assert offer(track, Packet(4990, 0, VP8_INTER), 0) is None
 
 
 @pytest.mark.parametrize("field_name", ["mid", "abs_send_time", "audio_level"])
@@ -214,7 +225,7 @@ def test_restart_continues_numbering_from_the_next_keyframe() -> None:
         rewrite(track, Packet(7000 + i, 3000 * i, VP8_KEY if i == 0 else VP8_INTER))
     last = track.last_sequence
     track.restart()
-    assert track.rewrite(Packet(20, 99_000, VP8_INTER), 0) is None  # waits for a keyframe
+    assert offer(track, Packet(20, 99_000, VP8_INTER), 0) is None  # waits for a keyframe
     data = rewrite(track, Packet(21, 102_000, VP8_KEY))
     assert parse(data).sequence_number == (last + 1) & 0xFFFF
     data = rewrite(track, Packet(22, 105_000, VP8_INTER))
@@ -226,9 +237,9 @@ def test_release_cache_frees_retransmissions() -> None:
     track = make("video", "VP8")
     data = rewrite(track, Packet(1, 0, VP8_KEY))
     sequence = data[2] << 8 | data[3]
-    assert track.retransmission(sequence) == data
+    assert track.retransmission(sequence, 0.0) == data
     track.release_cache()
-    assert track.retransmission(sequence) is None
+    assert track.retransmission(sequence, 0.0) is None
 
 
 def test_sequence_gaps_are_preserved() -> None:
@@ -275,7 +286,7 @@ def test_packets_older_than_the_start_are_dropped(older_by: int) -> None:
     track = make("audio", "opus", start_sequence=1000)
     first = 5
     rewrite(track, Packet(first, 0))
-    assert track.rewrite(Packet((first - older_by) & 0xFFFF, 0), 0) is None
+    assert offer(track, Packet((first - older_by) & 0xFFFF, 0), 0) is None
     assert parse(rewrite(track, Packet(first + 1, 0))).sequence_number == 1001
     assert track.packets_sent == 2
 
@@ -285,7 +296,7 @@ def test_counters_count_payload_octets() -> None:
     track = make("audio", "opus", ids=ExtensionIds(mid=1, abs_send_time=3, audio_level=5))
     rewrite(track, Packet(1, 0, payload=b"x" * 10))
     rewrite(track, Packet(2, 0, payload=b"y" * 7))
-    assert track.rewrite(Packet(3, 0, payload_type=42), 0) is None
+    assert offer(track, Packet(3, 0, payload_type=42), 0) is None
     assert (track.packets_sent, track.octets_sent) == (2, 17)
 
 
@@ -368,7 +379,7 @@ def test_video_waits_for_a_keyframe(codec: str, before: list[bytes], keyframe: b
     """Video sends nothing until a keyframe starts; that keyframe gets the start seq and ts."""
     track = make("video", codec, start_sequence=7, start_timestamp=9000)
     for i, payload in enumerate(before):
-        assert track.rewrite(Packet(100 + i, 3000 * i, payload=payload), 0) is None
+        assert offer(track, Packet(100 + i, 3000 * i, payload=payload), 0) is None
         assert track.needs_keyframe and not track.started
     n = len(before)
     first = parse(rewrite(track, Packet(100 + n, 3000 * n, payload=keyframe)))
@@ -385,10 +396,10 @@ def test_video_waits_for_a_keyframe(codec: str, before: list[bytes], keyframe: b
 def test_packets_before_the_keyframe_are_older_than_the_start() -> None:
     """Once video started on a keyframe, packets that preceded it are dropped if they arrive late."""
     track = make("video", "VP8")
-    assert track.rewrite(Packet(20, 0, payload=VP8_INTER), 0) is None
+    assert offer(track, Packet(20, 0, payload=VP8_INTER), 0) is None
     rewrite(track, Packet(22, 3000, payload=VP8_KEY))
-    assert track.rewrite(Packet(21, 0, payload=VP8_MIDDLE), 0) is None
-    assert track.rewrite(Packet(20, 0, payload=VP8_INTER), 0) is None
+    assert offer(track, Packet(21, 0, payload=VP8_MIDDLE), 0) is None
+    assert offer(track, Packet(20, 0, payload=VP8_INTER), 0) is None
 
 
 def test_audio_needs_no_keyframe() -> None:
@@ -417,7 +428,7 @@ def test_retransmission_returns_the_exact_bytes() -> None:
     track, sent = started_video(100)
     for data in sent:
         sequence = parse(data).sequence_number
-        assert track.retransmission(sequence) == data
+        assert track.retransmission(sequence, 0.0) == data
     assert track.retransmissions == len(sent)
 
 
@@ -433,25 +444,25 @@ def test_retransmission_returns_the_exact_bytes() -> None:
 def test_retransmission_of_an_unsent_sequence(sequence: int) -> None:
     """A sequence number the subscriber never got, even one sharing a cache slot, gets nothing."""
     track, _ = started_video(100)
-    assert track.retransmission(sequence) is None
+    assert track.retransmission(sequence, 0.0) is None
     assert track.retransmissions == 0
 
 
 def test_retransmission_forgets_overwritten_packets() -> None:
     """After VIDEO_CACHE_SIZE newer packets, an old one is gone but its successor is there."""
     track, sent = started_video(VIDEO_CACHE_SIZE + 3, start_sequence=0)
-    assert track.retransmission(0) is None
-    assert track.retransmission(2) is None
-    assert track.retransmission(3) == sent[3]
-    assert track.retransmission(VIDEO_CACHE_SIZE) == sent[VIDEO_CACHE_SIZE]
-    assert track.retransmission(VIDEO_CACHE_SIZE + 2) == sent[-1]
+    assert track.retransmission(0, 0.0) is None
+    assert track.retransmission(2, 0.0) is None
+    assert track.retransmission(3, 0.0) == sent[3]
+    assert track.retransmission(VIDEO_CACHE_SIZE, 0.0) == sent[VIDEO_CACHE_SIZE]
+    assert track.retransmission(VIDEO_CACHE_SIZE + 2, 0.0) == sent[-1]
 
 
 def test_audio_keeps_no_cache() -> None:
     """Audio is never retransmitted: no cache, nothing returned."""
     track = make("audio", "opus")
     rewrite(track, Packet(1, 0))
-    assert track.retransmission(1000) is None
+    assert track.retransmission(1000, 0.0) is None
 
 
 # Sender reports
@@ -462,7 +473,7 @@ def test_sender_report_unknown_before_start_or_clock() -> None:
     clock = SenderClock(ntp=1 << 32, rtp=0, received_at=0.0)
     track = make("video", "VP8")
     assert track.sender_report(clock, 1.0) is None
-    track.rewrite(Packet(1, 0, payload=VP8_INTER), 0)
+    offer(track, Packet(1, 0, payload=VP8_INTER), 0)
     assert track.sender_report(clock, 1.0) is None
     rewrite(track, Packet(2, 0, payload=VP8_KEY))
     assert track.sender_report(None, 1.0) is None
@@ -517,3 +528,41 @@ def test_sender_report_maps_the_publisher_clock(
     track = make("audio", "opus", clock_rate=clock_rate, start_timestamp=start_ts)
     rewrite(track, Packet(1, first_ts))
     assert track.sender_report(clock, now) == expected
+
+
+@pytest.mark.parametrize(
+    ("step", "forwarded"),
+    [
+        (-MAX_BEHIND, True),
+        (-MAX_BEHIND - 1, False),
+        (-1025, False),  # SRTP would refuse it
+        (-30_000, False),
+        (MAX_AHEAD, True),
+        (MAX_AHEAD + 1, False),
+        (30_000, False),
+    ],
+)
+def test_a_packet_out_of_the_stream_is_dropped(step: int, forwarded: bool) -> None:
+    """What the subscriber receives stays one continuous stream: a packet far behind (SRTP
+    refuses those past 1024) or far ahead of the newest one sent is dropped, and the
+    stream goes on as before."""
+    track = make("audio", "opus", start_sequence=1000)
+    for i in range(600):
+        rewrite(track, Packet(5000 + i, 960 * i))
+    newest = 5599
+    assert (offer(track, Packet((newest + step) & 0xFFFF, 0)) is not None) is forwarded
+    if not forwarded:
+        assert parse(rewrite(track, Packet(newest + 1, 0))).sequence_number == 1600
+
+
+def test_retransmissions_have_a_budget() -> None:
+    """A subscriber NACKing everything gets RETRANSMISSION_BURST resends at once, then
+    RETRANSMISSIONS_PER_SECOND: its NACKs cannot make the SFU resend without limit."""
+    track, sent = started_video(VIDEO_CACHE_SIZE)
+    sequences = [parse(data).sequence_number for data in sent]
+    resent = [track.retransmission(s, 10.0) for s in sequences]
+    assert sum(r is not None for r in resent) == RETRANSMISSION_BURST
+    assert track.retransmission(sequences[-1], 10.0) is None
+    half_a_second_later = [track.retransmission(s, 10.5) for s in sequences]
+    assert sum(r is not None for r in half_a_second_later) == RETRANSMISSIONS_PER_SECOND / 2
+    assert track.nacks_received == 2 * VIDEO_CACHE_SIZE + 1

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from kaamos_sfu.forwarding.receive_stats import MAX_MISSING, ReceiveStats
+from kaamos_sfu.forwarding.receive_stats import (
+    MAX_DROPOUT,
+    MAX_MISORDER,
+    MAX_MISSING,
+    Arrival,
+    ReceiveStats,
+)
 
 
 def feed(stats: ReceiveStats, sequences: list[int]) -> list[bool]:
-    """Add packets with a perfectly regular clock (20 ms, 8 kHz): no jitter."""
-    return [stats.add(s, 160 * i, 0.02 * i) for i, s in enumerate(sequences)]
+    """Add packets with a perfectly regular clock (20 ms, 8 kHz): no jitter. True for
+    each packet that revealed a loss to NACK."""
+    return [stats.add(s, 160 * i, 0.02 * i) is Arrival.LOSS for i, s in enumerate(sequences)]
 
 
 def test_nothing_received() -> None:
@@ -37,14 +44,14 @@ def test_nothing_received() -> None:
         ([65_534, 65_535, 0, 1], 65_536 + 1, 4, 0, set(), [False] * 4),
         ([65_534, 1], 65_536 + 1, 4, 2, {65_535, 0}, [False, True]),
         ([65_535, 0, 65_534], 65_536, 2, -1, set(), [False] * 3),
-        # steps just under half the sequence space still count as forward
+        # steps up to MAX_DROPOUT are loss, across the wrap too
         (
-            [65_500, 10, 30_000, 60_000, 5, 30_000],
-            (2 << 16) | 30_000,
-            2 * 65_536 + 30_000 - 65_500 + 1,
+            [65_500, 10, 3_000, 5_990],
+            (1 << 16) | 5_990,
+            65_536 + 5_990 - 65_500 + 1,
             None,
             None,
-            [False, True, True, True, True, True],
+            [False, True, True, True],
         ),
     ],
 )
@@ -75,8 +82,8 @@ def test_packets_lost_is_clamped_to_24_bits() -> None:
     stats = ReceiveStats(8000)
     sequence = 0
     stats.add(sequence, 0, 0.0)
-    for _ in range(300):  # each step loses 0x7FFE packets
-        sequence = (sequence + 0x7FFF) & 0xFFFF
+    for _ in range(3000):  # each step loses MAX_DROPOUT - 2 packets
+        sequence = (sequence + MAX_DROPOUT - 1) & 0xFFFF
         stats.add(sequence, 0, 0.0)
     assert stats.expected - stats.received > 0x7FFFFF
     assert stats.packets_lost == 0x7FFFFF
@@ -162,3 +169,49 @@ def test_wide_gap_keeps_the_newest_holes() -> None:
     assert stats.add(1000, 0, 0.0)
     assert 999 in stats.missing
     assert all(1000 - s < MAX_MISSING for s in stats.missing)
+
+
+def test_a_jump_is_dropped_unless_the_next_packet_follows_it() -> None:
+    """RFC 3550 A.1: a packet far from the stream is not counted; a second one right after
+    it means the numbering started over (RESTART, for new statistics)."""
+    stats = ReceiveStats(8000)
+    for sequence in (100, 101, 102):
+        assert stats.add(sequence, 0, 0.0) is Arrival.NEXT
+    assert stats.add(40_000, 0, 0.0) is Arrival.JUMP  # a stray packet
+    assert stats.add(103, 0, 0.0) is Arrival.NEXT  # the stream goes on: it was nothing
+    assert (stats.highest_sequence, stats.received) == (103, 4)
+    assert stats.add(50_000, 0, 0.0) is Arrival.JUMP
+    assert stats.add(50_001, 0, 0.0) is Arrival.RESTART
+    assert (stats.highest_sequence, stats.received) == (103, 4)
+
+
+@pytest.mark.parametrize(
+    ("step", "arrival"),
+    [
+        (1, Arrival.NEXT),
+        (2, Arrival.LOSS),
+        (MAX_DROPOUT - 1, Arrival.LOSS),
+        (MAX_DROPOUT, Arrival.JUMP),
+        (0x8000, Arrival.JUMP),
+        (-MAX_MISORDER, Arrival.JUMP),
+        (-MAX_MISORDER + 1, Arrival.LATE),
+        (-1, Arrival.LATE),
+        (0, Arrival.NEXT),
+    ],
+)
+def test_how_far_a_packet_may_be_from_the_newest(step: int, arrival: Arrival) -> None:
+    """Forward up to MAX_DROPOUT is loss, back up to MAX_MISORDER is late, else a jump."""
+    stats = ReceiveStats(8000)
+    stats.add(65_000, 0, 0.0)
+    assert stats.add((65_000 + step) & 0xFFFF, 0, 0.0) is arrival
+
+
+def test_is_recent() -> None:
+    """An RTX packet may bring back the newest packet or one of the `window` before it."""
+    stats = ReceiveStats(90_000)
+    assert not stats.is_recent(5, 512)
+    stats.add(5, 0, 0.0)
+    assert stats.is_recent(5, 512)
+    assert stats.is_recent((5 - 511) & 0xFFFF, 512)
+    assert not stats.is_recent((5 - 512) & 0xFFFF, 512)
+    assert not stats.is_recent(6, 512)  # not sent yet

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import re
+import struct
 import time
 
 import aiohttp
@@ -185,25 +188,11 @@ async def test_vanished_client_is_removed_within_the_media_timeout(make_config, 
     room_id = await create_room(http)
     async with clients(http, room_id, 2) as (a, ghost):
         await a.wait_decoded((ghost.peer_id, "camera"), frames=5)
-        ghost._reader.cancel()  # no pongs
-        silence_media(ghost)
+        ghost.vanish()
         vanished = time.monotonic()
         await a.wait_for(lambda m: m == {"type": "peer-left", "peer_id": ghost.peer_id},
                          timeout=12)
         assert time.monotonic() - vanished < 10
-
-
-def silence_media(client: RtcClient) -> None:
-    """Nothing leaves the client's media transport any more: no RTP, RTCP or STUN."""
-    ice = client.pc.getTransceivers()[0].receiver.transport.transport
-
-    async def dead_send(*args: object, **kwargs: object) -> None:
-        return None
-
-    ice._send = dead_send
-    ice._connection.send = dead_send
-    for protocol in ice._connection._protocols:
-        protocol.transport.sendto = lambda *args, **kwargs: None  # consent checks too
 
 
 async def test_a_socket_that_answers_no_pings_is_closed_after_the_ping_timeout(
@@ -318,7 +307,7 @@ async def test_peer_whose_media_dies_is_removed_though_its_socket_lives(make_con
     room_id = await create_room(http)
     async with clients(http, room_id, 2) as (a, ghost):
         await a.wait_decoded((ghost.peer_id, "camera"), frames=5)
-        silence_media(ghost)
+        ghost.silence_media()
         silent_since = time.monotonic()
         await a.wait_for(lambda m: m == {"type": "peer-left", "peer_id": ghost.peer_id},
                          timeout=12)
@@ -383,6 +372,32 @@ async def test_frame_over_one_mebibyte_closes_with_1009(client):
     ws = await raw_socket(client, "/ws/AAAAAAAAAA")
     await ws.send_str("x" * (1024 * 1024 + 1))
     await expect_close(ws, 1009)
+
+
+async def test_a_client_still_sending_a_huge_frame_reads_1009(client):
+    """A 20 MiB frame: the client can finish sending it and then reads the close frame
+    with 1009; the server does not reset the connection under it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET /ws/AAAAAAAAAA HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    await reader.readuntil(b"\r\n\r\n")
+    size = 20 * 1024 * 1024
+    received = asyncio.ensure_future(reader.read())  # everything until the server's EOF
+    writer.write(bytes([0x81, 0x80 | 127]) + struct.pack("!Q", size) + b"\0\0\0\0")
+    chunk = b"x" * 65536
+    try:
+        for _ in range(size // len(chunk)):
+            writer.write(chunk)
+            await writer.drain()  # ConnectionResetError if the server reset the connection
+        data = await asyncio.wait_for(received, 5)
+    finally:
+        received.cancel()
+        writer.close()
+    assert data[:4] == bytes([0x88, 0x02]) + struct.pack("!H", 1009), data[:16]
 
 
 async def test_flood_of_valid_messages_closes_with_4429(make_config, make_client):

@@ -10,7 +10,13 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
 from kaamos_sfu.forwarding import uptrack as uptrack_module
 from kaamos_sfu.forwarding.downtrack import DownTrack, ExtensionIds, SenderClock
-from kaamos_sfu.forwarding.uptrack import KEYFRAME_REQUEST_INTERVAL, UpTrack, abs_send_time
+from kaamos_sfu.forwarding.rtp_header import RtpHeader
+from kaamos_sfu.forwarding.uptrack import (
+    KEYFRAME_REQUEST_INTERVAL,
+    MIN_BANDWIDTH_ESTIMATE,
+    UpTrack,
+    abs_send_time,
+)
 
 PUBLISHER_SSRC = 0x5EED0001
 VP8_KEY = bytes([0x10, 0x10, 0x9D, 0x01, 0x2A])
@@ -342,6 +348,9 @@ def test_sender_report_records_the_clock(clock: FakeTime) -> None:
         ([None, 500_000, 300_000], 300_000),
         ([300_000, 2_000_000, 1_000_000], 300_000),
         ([2_000_000, None, 64_000], 64_000),
+        # a subscriber's 0 (or any estimate below the floor) does not stop the publisher
+        ([0, 800_000], MIN_BANDWIDTH_ESTIMATE),
+        ([MIN_BANDWIDTH_ESTIMATE - 1], MIN_BANDWIDTH_ESTIMATE),
     ],
 )
 def test_bandwidth_estimate_is_the_minimum(
@@ -401,3 +410,86 @@ def test_a_failing_subscription_is_dropped_and_the_others_go_on(clock: FakeTime)
         up.forward(Packet(sequence, timestamp=960 * sequence))
     assert up.downtracks == (good, later)
     assert len(sent(good)) == len(sent(later)) == 3
+
+
+def rtp(sequence: int, payload: bytes = b"\x01\x02", ssrc: int = PUBLISHER_SSRC,
+        payload_type: int = 96, timestamp: int = 0) -> RtpHeader:
+    return RtpHeader(
+        marker=0,
+        payload_type=payload_type,
+        sequence_number=sequence,
+        timestamp=timestamp,
+        ssrc=ssrc,
+        payload=payload,
+    )
+
+
+def test_receive_learns_the_ssrc_and_asks_for_what_video_lost(clock: FakeTime) -> None:
+    """The first packet sets the SSRC; a gap in video returns the holes to NACK, oldest
+    first; audio never asks."""
+    video = make_uptrack(Requests())
+    video.media_ssrc = None
+    assert video.receive(rtp(10), 0.0) == ()
+    assert video.media_ssrc == PUBLISHER_SSRC
+    assert video.receive(rtp(14), 0.0) == (11, 12, 13)
+    assert video.receive(rtp(12), 0.0) == ()
+    assert video.nacks_sent == 1
+    audio = make_uptrack(Requests(), "audio")
+    audio.receive(rtp(10), 0.0)
+    assert audio.receive(rtp(14), 0.0) == ()
+    assert audio.packets_received == 2
+
+
+def test_a_stray_packet_far_from_the_stream_is_discarded(clock: FakeTime) -> None:
+    """One packet numbered far away (forged, or from another stream) reaches no one, and
+    the subscriber's numbering stays continuous."""
+    up = make_uptrack(Requests(), "audio")
+    down = make_downtrack(up, 0x1001)
+    for sequence in (100, 101, 40_000, 102):
+        up.receive(rtp(sequence), 0.0)
+    assert up.packets_discarded == 1
+    sequences = [p.sequence_number for p in sent(down)]
+    assert sequences == [(sequences[0] + i) & 0xFFFF for i in range(3)]
+
+
+@pytest.mark.parametrize("jump", [-30_000, -1025, 5_000, 30_000])
+def test_numbering_that_starts_over_on_the_same_ssrc_is_followed(
+    clock: FakeTime, jump: int
+) -> None:
+    """A publisher whose numbering jumps and goes on from there (same SSRC) is followed:
+    after one doubtful packet, video restarts from the next keyframe (asking for one) and
+    each subscriber's numbering goes on without a jump (SRTP would refuse one back)."""
+    requests = Requests()
+    up = make_uptrack(requests)
+    down = make_downtrack(up, 0x1001)
+    start = 20_000
+    up.receive(rtp(start, VP8_KEY), 0.0)
+    up.receive(rtp(start + 1, VP8_INTER), 0.0)
+    restart = (start + 2 + jump) & 0xFFFF
+    for i, payload in enumerate([VP8_INTER, VP8_INTER, VP8_INTER, VP8_KEY, VP8_INTER]):
+        up.receive(rtp((restart + i) & 0xFFFF, payload), 0.0)
+    assert requests.calls  # a keyframe was asked for
+    sequences = [p.sequence_number for p in sent(down)]
+    assert len(sequences) == 4  # 2 before, then from the keyframe on
+    assert sequences == [(sequences[0] + i) & 0xFFFF for i in range(4)]
+
+
+def test_rtx_brings_back_only_recent_packets(clock: FakeTime) -> None:
+    """An RTX packet is unwrapped and forwarded if it carries one of the last packets
+    (filling a hole); one from the future or from long ago, or bare padding, is not."""
+    up = make_uptrack(Requests())
+    down = make_downtrack(up, 0x1001)
+    up.receive(rtp(1000, VP8_KEY), 0.0)
+    up.receive(rtp(1002, VP8_INTER), 0.0)
+    assert up.stats.missing == {1001}
+
+    def rtx(original: int) -> RtpHeader:
+        return rtp(7, original.to_bytes(2, "big") + VP8_INTER, ssrc=0xABC, payload_type=97)
+
+    up.receive_rtx(rtx(1001), 96)
+    assert up.stats.missing == set()
+    up.receive_rtx(rtx(1003), 96)  # never sent
+    up.receive_rtx(rtx(1002 - 600), 96)  # long gone
+    up.receive_rtx(rtp(8, b"\x00", ssrc=0xABC, payload_type=97), 96)  # padding probe
+    assert up.packets_discarded == 2
+    assert [p.sequence_number - sent(down)[0].sequence_number for p in sent(down)] == [0, 2, 1]

@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .keyframe import starts_keyframe
-
 _HEADER = struct.Struct("!BBHII")
 _EXTENSION_HEADER = struct.Struct("!HH")
 _U32 = struct.Struct("!I")
@@ -21,6 +19,15 @@ _CSRC = struct.Struct("!I")
 ONE_BYTE_EXTENSIONS = 0xBEDE
 VIDEO_CACHE_SIZE = 512  # packets kept to answer NACKs (about 0.6 s at 800 kbps)
 NTP_SCALE = 1 << 32
+# The stream a subscriber receives stays continuous: a packet more than MAX_BEHIND
+# before the newest one sent (SRTP refuses those past 1024) or more than MAX_AHEAD
+# after it is dropped. Numbering that really starts over comes as a restart instead.
+MAX_BEHIND = VIDEO_CACHE_SIZE
+MAX_AHEAD = 3000
+# Retransmissions a subscriber's NACKs may cost: a bucket of this many, refilled at this
+# rate per second (a hostile or broken client must not make the SFU resend everything).
+RETRANSMISSION_BURST = 200
+RETRANSMISSIONS_PER_SECOND = 200.0
 
 
 class RtpPacketLike(Protocol):
@@ -111,19 +118,22 @@ class DownTrack:
         self.octets_sent = 0
         self.retransmissions = 0
         self.nacks_received = 0
+        self._resend_tokens = float(RETRANSMISSION_BURST)
+        self._resend_refilled_at = 0.0
         self.keyframe_requests = 0  # PLI/FIR from this subscriber, counted by the bridge
         self.remb_bps: int | None = None  # the subscriber's share of its bandwidth estimate
         self._layouts = _extension_layouts(extension_ids, mid)
         self._abs_send_time_prefix = (extension_ids.abs_send_time << 28) | (2 << 24)
         self._audio_level_byte = extension_ids.audio_level << 4
 
-    def rewrite(self, packet: RtpPacketLike, abs_send_time: int) -> bytes | None:
-        """The packet as this subscriber must receive it, or None to skip it."""
+    def rewrite(self, packet: RtpPacketLike, abs_send_time: int, keyframe: bool) -> bytes | None:
+        """The packet as this subscriber must receive it, or None to skip it. `keyframe`:
+        the packet starts a keyframe (always True for audio)."""
         payload_type = self.payload_types.get(packet.payload_type)
         if payload_type is None:
             return None
         if not self.started:
-            if not starts_keyframe(self.codec_name, packet.payload):
+            if not keyframe:
                 return None
             self._start(packet)
         elif self._guarding_start:
@@ -133,6 +143,9 @@ class DownTrack:
             if ahead > 0x1000:
                 self._guarding_start = False  # far past the start: no late packet left
         sequence = (packet.sequence_number + self._sequence_offset) & 0xFFFF
+        step = (sequence - self.last_sequence) & 0xFFFF
+        if MAX_AHEAD < step < 0x10000 - MAX_BEHIND:
+            return None  # out of the stream: SRTP would refuse what follows, or this
         timestamp = (packet.timestamp + self._timestamp_offset) & 0xFFFFFFFF
         level = packet.extensions.audio_level if self._audio_level_byte else None  # type: ignore[attr-defined]
         prefix, padding = self._layouts[level is not None]
@@ -156,7 +169,7 @@ class DownTrack:
         parts.append(padding)
         parts.append(packet.payload)
         data = b"".join(parts)
-        if ((sequence - self.last_sequence) & 0xFFFF) < 0x8000:
+        if step <= MAX_AHEAD:
             self.last_sequence = sequence
             self.last_timestamp = timestamp
         if self._cache:
@@ -178,14 +191,22 @@ class DownTrack:
         """Free the retransmission cache once this subscription has ended."""
         self._cache = []
 
-    def retransmission(self, sequence: int) -> bytes | None:
-        """The packet this subscriber NACKed, from the cache, if we still have it."""
+    def retransmission(self, sequence: int, now: float) -> bytes | None:
+        """The packet this subscriber NACKed, from the cache, if we still have it and the
+        subscriber's retransmission budget allows (`now`: monotonic seconds)."""
         self.nacks_received += 1
         if not self._cache:
             return None
         data = self._cache[sequence % VIDEO_CACHE_SIZE]
         if data is None or ((data[2] << 8) | data[3]) != sequence:
             return None
+        elapsed = max(0.0, now - self._resend_refilled_at)
+        self._resend_refilled_at = now
+        tokens = self._resend_tokens + elapsed * RETRANSMISSIONS_PER_SECOND
+        self._resend_tokens = min(float(RETRANSMISSION_BURST), tokens)
+        if self._resend_tokens < 1.0:
+            return None
+        self._resend_tokens -= 1.0
         self.retransmissions += 1
         return data
 

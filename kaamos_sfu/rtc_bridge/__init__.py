@@ -25,11 +25,13 @@ from .connection import (
     jittered_rtcp_interval,
     new_peer_connection,
     parse_remote_candidate,
+    receive_media_directly,
     send_rtcp,
     set_stream,
     settle,
     strip_mdns_candidates,
     track_connect_tasks,
+    transport_counts,
 )
 from .host_candidates import HostCandidatePlan
 from .internals import AIORTC_VERSION, check_internals
@@ -56,10 +58,12 @@ __all__ = [
     "new_peer_connection",
     "parse_remote_candidate",
     "publisher_codec_preferences",
+    "receive_media_directly",
     "send_rtcp",
     "set_stream",
     "settle",
     "strip_mdns_candidates",
     "subscriber_codec_preferences",
     "track_connect_tasks",
+    "transport_counts",
 ]

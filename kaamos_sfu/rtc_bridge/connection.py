@@ -23,7 +23,7 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from .consent import keep_consent
 from .host_candidates import HostCandidatePlan, use_host_candidate_plan
-from .media_path import media_path
+from .media_path import TransportCounts, media_path
 from .receiver import Activity, ForwardingReceiver
 from .sender import ForwardingSender
 
@@ -156,6 +156,22 @@ async def close_peer_connection(pc: RTCPeerConnection) -> None:
                 consent.cancel()
 
 
+def receive_media_directly(pc: RTCPeerConnection) -> None:
+    """Once the candidates are gathered (after the first setLocalDescription): from now on
+    SRTP goes from the sockets straight to the media path, never through aiortc's task."""
+    transceivers = pc.getTransceivers()
+    if transceivers:
+        media_path(transceivers[0].receiver.transport).start_receiving()
+
+
+def transport_counts(pc: RTCPeerConnection) -> TransportCounts:
+    """What the (bundled) transport's media path refused so far."""
+    transceivers = pc.getTransceivers()
+    if not transceivers:
+        return TransportCounts()
+    return media_path(transceivers[0].receiver.transport).counts
+
+
 def set_stream(sender: ForwardingSender, stream_id: str, track_id: str) -> None:
     """The a=msid our offer carries for this m-line: audio and video of a peer share it."""
     sender._stream_id = stream_id
@@ -183,8 +199,8 @@ def parse_remote_candidate(candidate: str, sdp_mid: str | None, sdp_mline_index:
     text = text.removeprefix("candidate:")
     try:
         parsed = candidate_from_sdp(text)
-    except (ValueError, IndexError) as exc:
-        raise ValueError(f"unparsable ICE candidate: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - it asserts, indexes and converts blindly
+        raise ValueError(f"unparsable ICE candidate: {exc!r}") from None
     parsed.sdpMid = sdp_mid
     parsed.sdpMLineIndex = sdp_mline_index
     return parsed
@@ -198,6 +214,9 @@ def check_answer_matches_offer(pc: RTCPeerConnection, sdp: str) -> dict[str, int
     """
     try:
         answer = SessionDescription.parse(sdp)
+        # aiortc writes the description out again whenever it is read back (an address
+        # like 999.1.1.1 parses, then fails there): refuse what cannot be written.
+        str(answer)
     except Exception as exc:  # noqa: BLE001 - the parser raises whatever the bad line triggers
         raise ValueError(f"unparsable SDP: {exc!r}") from None
     offered = [m.rtp.muxId for m in SessionDescription.parse(pc.localDescription.sdp).media]

@@ -7,6 +7,7 @@ import inspect
 import aioice.ice
 import aioice.turn
 import aiortc
+import aiortc.rtp
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter, State
 
@@ -35,26 +36,28 @@ def check_internals(pc: RTCPeerConnection | None = None) -> None:
         "_unregister_rtp_receiver",
         "_unregister_rtp_sender",
         "_handle_rtp_data",
+        "_handle_rtcp_data",
     ):
         assert hasattr(RTCDtlsTransport, name), f"RTCDtlsTransport.{name}"
-    for name in (
-        "receive",
-        "stop",
-        "_handle_rtcp_packet",
-        "_handle_disconnect",
-    ):
+    for name in ("receive", "stop", "_handle_disconnect"):
         assert hasattr(RTCRtpReceiver, name), f"RTCRtpReceiver.{name}"
-    for name in ("send", "stop", "_handle_rtcp_packet"):
+    for name in ("send", "stop"):
         assert hasattr(RTCRtpSender, name), f"RTCRtpSender.{name}"
     assert isinstance(RtpRouter().ssrc_table, dict), "RtpRouter.ssrc_table"
     assert callable(RtpRouter.route_rtp), "RtpRouter.route_rtp"
+    assert callable(RtpRouter.route_rtcp), "RtpRouter.route_rtcp"
+    assert callable(aiortc.rtp.RtcpPacket.parse), "aiortc.rtp.RtcpPacket.parse"
+    # consent.py replaces aioice's consent checks and sends its own.
+    for name in ("query_consent", "build_request", "request_received"):
+        assert callable(getattr(aioice.ice.Connection, name, None)), f"Connection.{name}"
+    assert callable(aioice.ice.StunProtocol.request), "aioice StunProtocol.request"
     # media_path: SRTP sessions, state and the ICE pair whose socket it writes to.
     assert hasattr(State, "CONNECTED"), "aiortc.rtcdtlstransport.State.CONNECTED"
     assert callable(aioice.ice.Connection.data_received), "aioice Connection.data_received"
     assert callable(aioice.ice.StunProtocol.datagram_received), "StunProtocol.datagram_received"
     assert "local_candidate" in aioice.ice.StunProtocol.__annotations__, "StunProtocol"
     assert isinstance(aioice.ice.CandidatePair.remote_addr, property), "CandidatePair.remote_addr"
-    # connection.settle() and close_peer_connection() find this background task by name.
+    # connection.new_peer_connection() replaces it per instance to keep its tasks.
     assert hasattr(RTCPeerConnection, "_RTCPeerConnection__connect"), "RTCPeerConnection.__connect"
     if pc is not None:
         transceiver = pc.addTransceiver("video", direction="sendonly")

@@ -43,7 +43,6 @@ class ForwardingReceiver(RTCRtpReceiver):
         self.uptrack: UpTrack | None = None
         self.rtcp_ssrc = 0
         self._rtx_payload_types: dict[int, int] = {}  # RTX payload type -> media payload type
-        self._rtx_ssrcs: dict[int, int] = {}  # RTX SSRC -> media SSRC
         self._audio_level_id = 0
 
     async def receive(self, parameters: RTCRtpReceiveParameters) -> None:
@@ -53,17 +52,16 @@ class ForwardingReceiver(RTCRtpReceiver):
             for c in parameters.codecs
             if c.mimeType.lower() == "video/rtx" and "apt" in c.parameters
         }
-        self._rtx_ssrcs = {e.rtx.ssrc: e.ssrc for e in parameters.encodings if e.rtx}
         self._audio_level_id = next(
             (x.id for x in parameters.headerExtensions if x.uri == URI_AUDIO_LEVEL), 0
         )
         self.transport._register_rtp_receiver(self, parameters)
-        media_path(self.transport).start_receiving()
         # Several video m-lines share the RTX payload type, so aiortc's router cannot
         # route RTX by payload type alone: map the RTX SSRCs explicitly.
         router: RtpRouter = self.transport._rtp_router
-        for rtx_ssrc in self._rtx_ssrcs:
-            router.ssrc_table[rtx_ssrc] = self
+        for encoding in parameters.encodings:
+            if encoding.rtx:
+                router.ssrc_table[encoding.rtx.ssrc] = self
 
     async def stop(self) -> None:
         self.transport._unregister_rtp_receiver(self)
@@ -71,7 +69,8 @@ class ForwardingReceiver(RTCRtpReceiver):
     def _handle_disconnect(self) -> None:
         pass
 
-    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
+    def handle_rtcp(self, packet: AnyRtcpPacket) -> None:
+        """RTCP about the stream we receive (a sender report), from media_path."""
         self.activity.last = time.monotonic()
         if isinstance(packet, RtcpSrPacket) and self.uptrack is not None:
             info = packet.sender_info
@@ -87,29 +86,15 @@ class ForwardingReceiver(RTCRtpReceiver):
             packet.read_audio_level(self._audio_level_id)
         media_payload_type = self._rtx_payload_types.get(packet.payload_type)
         if media_payload_type is not None:
-            if len(packet.payload) < 2 or uptrack.media_ssrc is None:
-                return  # RTX padding (bandwidth probe)
-            media_ssrc = self._rtx_ssrcs.get(packet.ssrc, uptrack.media_ssrc)
-            packet = packet.unwrap_rtx(media_payload_type, media_ssrc)
-            uptrack.stats.missing.discard(packet.sequence_number)
-        else:
-            if uptrack.media_ssrc != packet.ssrc:
-                if uptrack.media_ssrc is None:
-                    uptrack.media_ssrc = packet.ssrc
-                else:
-                    uptrack.restart(packet.ssrc)
-            missed = uptrack.stats.add(packet.sequence_number, packet.timestamp, now)
-            if missed and uptrack.kind == "video":
-                uptrack.nacks_sent += 1
-                self._send_feedback(
-                    RtcpRtpfbPacket(
-                        fmt=RTCP_RTPFB_NACK,
-                        ssrc=self.rtcp_ssrc,
-                        media_ssrc=packet.ssrc,
-                        lost=sorted(uptrack.stats.missing),
-                    )
+            uptrack.receive_rtx(packet, media_payload_type)
+            return
+        lost = uptrack.receive(packet, now)
+        if lost:
+            self._send_feedback(
+                RtcpRtpfbPacket(
+                    fmt=RTCP_RTPFB_NACK, ssrc=self.rtcp_ssrc, media_ssrc=packet.ssrc, lost=list(lost)
                 )
-        uptrack.forward(packet)
+            )
 
     def request_keyframe(self, media_ssrc: int) -> None:
         self._send_feedback(

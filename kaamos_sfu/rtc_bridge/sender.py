@@ -27,6 +27,10 @@ from .codecs import Codec, codec_from, extension_ids
 from .media_path import MediaPath, media_path
 from .receiver import Activity
 
+# Of one NACK, only the newest this many are resent: a longer list is a loss burst that
+# retransmissions cannot repair in time, or an attack.
+MAX_NACKED_PER_PACKET = 64
+
 
 @dataclass(frozen=True)
 class NegotiatedSend:
@@ -75,14 +79,16 @@ class ForwardingSender(RTCRtpSender):
         if path is not None:
             path.send_rtp(data)
 
-    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
+    def handle_rtcp(self, packet: AnyRtcpPacket) -> None:
+        """The subscriber's RTCP about what we send it (from media_path)."""
         self.activity.last = time.monotonic()
         downtrack = self.downtrack
         if downtrack is None:
             return
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-            for sequence in packet.lost:
-                data = downtrack.retransmission(sequence)
+            now = time.monotonic()
+            for sequence in packet.lost[-MAX_NACKED_PER_PACKET:]:  # the newest
+                data = downtrack.retransmission(sequence, now)
                 if data is not None:
                     self.send_rtp(data)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):

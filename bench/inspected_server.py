@@ -1,9 +1,9 @@
-"""A Kaamos server for the soak run: the real app and `serve`, plus one route for the soak
-client, GET /_soak/stats, which collects garbage and reports what is still alive.
+"""A Kaamos server the bench can look into: the real app and `serve`, plus one route,
+GET /_bench/stats, which collects garbage and reports what is still alive.
 
-    python -m bench.soak_server --config kaamos.toml
+    python -m bench.inspected_server --config kaamos.toml
 
-Only the soak run starts it; the product has no such route.
+Only the bench (and the tests that use it) start it; the product has no such route.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ async def stats_route(request: web.Request) -> web.Response:
 
 async def run(config: Config) -> None:
     app = create_app(config)
-    app.router.add_get("/_soak/stats", stats_route)
+    app.router.add_get("/_bench/stats", stats_route)
     await serve(app, config)
 
 
