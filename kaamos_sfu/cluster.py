@@ -18,9 +18,7 @@ import secrets
 import socket
 from collections.abc import Callable, Iterable
 
-from yarl import URL
-
-from .config import Config
+from .config import Config, origin_of
 from .registry import NodeInfo, RegistryUnavailable, RoomRecord, RoomRegistry
 
 log = logging.getLogger(__name__)
@@ -40,11 +38,6 @@ def least_loaded(nodes: Iterable[NodeInfo], rng: random.Random | None = None) ->
     ties drawn at random so that equal nodes share a burst of new rooms."""
     pick = rng or random
     return min(nodes, key=lambda n: (n.draining, (n.rooms + n.placed) / n.capacity, pick.random()))
-
-
-def origin_of(url: str) -> str:
-    """scheme://host[:port] as browsers send it in the Origin header."""
-    return str(URL(url).origin())
 
 
 class Node:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kaamos_sfu.config import DEFAULT_STATIC_DIR, Config, ConfigError, load_config
+from kaamos_sfu.config import DEFAULT_STATIC_DIR, Config, ConfigError, load_config, origin_of
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 
@@ -291,3 +291,28 @@ def test_public_url_default_follows_tls() -> None:
         None, env={}, overrides=["server.tls_cert_file=c.pem", "server.tls_key_file=k.pem"]
     )
     assert config.public_url == "https://localhost:8080"
+
+
+@pytest.mark.parametrize(
+    "url, origin",
+    [
+        ("HTTPS://Meet.Example.ORG", "https://meet.example.org"),  # scheme and host lower-cased
+        ("https://meet.example.org:443", "https://meet.example.org"),  # default ports dropped
+        ("http://meet.example.org:80/", "http://meet.example.org"),
+        ("https://meet.example.org:80", "https://meet.example.org:80"),  # not https's default
+        ("http://meet.example.org:443", "http://meet.example.org:443"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),  # other ports kept
+        ("https://meet.example.org/room/Xq3v9TbL2k?lang=ru#top", "https://meet.example.org"),
+        ("https://sfu.example.org:8443/w/8081", "https://sfu.example.org:8443"),
+        ("https://bot:secret@meet.example.org", "https://meet.example.org"),  # no user
+        ("https://[2001:DB8::1]:443/room/x", "https://[2001:db8::1]"),  # IPv6 in brackets
+        ("http://[::1]:8080", "http://[::1]:8080"),
+        ("https://münchen.example", "https://xn--mnchen-3ya.example"),  # IDN as punycode
+        # no origin (a forged Host header): itself, lower-cased, rather than an exception
+        ("http://[1.2.3.4]", "http://[1.2.3.4]"),
+        ("http://Meet.Example.org:99999", "http://meet.example.org:99999"),
+    ],
+)
+def test_origin_of(url: str, origin: str) -> None:
+    """The origin of a URL as browsers send it in the Origin header."""
+    assert origin_of(url) == origin

@@ -185,6 +185,56 @@ async def test_websocket_origin_is_public_url_when_set(make_config: Any, make_cl
         await client.ws_connect(f"/ws/{room_id}", headers={"Origin": own})
 
 
+# A browser on a page at https://meet.example.org:443/room/… sends the origin as browsers
+# serialize it, without the default port: Origin: https://meet.example.org.
+MEET = "https://meet.example.org"
+PROXY = {"trusted_proxies": ["127.0.0.1"]}
+
+
+def forwarded(scheme: str, host: str) -> dict[str, str]:
+    return {"X-Forwarded-Proto": scheme, "X-Forwarded-Host": host}
+
+
+@pytest.mark.parametrize(
+    "server, headers, origin, allowed",
+    [
+        ({"public_url": MEET}, {}, MEET, True),
+        ({"public_url": f"{MEET}:443"}, {}, MEET, True),
+        ({"public_url": "https://Meet.Example.ORG:443/"}, {}, MEET, True),
+        # nginx's `proxy_set_header X-Forwarded-Host $host:$server_port` keeps the port
+        (PROXY, forwarded("https", "meet.example.org:443"), MEET, True),
+        (PROXY, forwarded("http", "meet.example.org:80"), "http://meet.example.org", True),
+        # another port is another origin
+        ({"public_url": MEET}, {}, f"{MEET}:8443", False),
+        ({"public_url": f"{MEET}:8443"}, {}, MEET, False),
+        (PROXY, forwarded("https", "meet.example.org:80"), MEET, False),
+        # a Host with no origin is refused, not an error
+        ({}, {"Host": "[1.2.3.4]"}, MEET, False),
+        ({}, {"Host": "meet.example.org:99999"}, MEET, False),
+    ],
+)
+async def test_websocket_origin_ignores_default_ports(
+    make_config: Any,
+    make_client: Any,
+    server: dict[str, Any],
+    headers: dict[str, str],
+    origin: str,
+    allowed: bool,
+) -> None:
+    """The server's own origin drops the scheme's default port, as browsers do: with
+    public_url or a forwarded host ending in :443 (:80 for http) the page is let in."""
+    client = await make_client(make_config(server=server))
+    room_id = await create_room(client)
+    headers = headers | {"Origin": origin}
+    if allowed:
+        ws = await client.ws_connect(f"/ws/{room_id}", headers=headers)
+        await ws.close()
+    else:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as excinfo:
+            await client.ws_connect(f"/ws/{room_id}", headers=headers)
+        assert excinfo.value.status == 403
+
+
 def self_signed(tmp_path: Path) -> tuple[Path, Path]:
     """A throwaway certificate and key for 127.0.0.1, made with `cryptography`."""
     from cryptography import x509
