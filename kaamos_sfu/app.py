@@ -17,7 +17,7 @@ from .lifecycle import Lifecycle
 from .memory_registry import MemoryRegistry
 from .preflight import check_files
 from .registry import RoomRegistry
-from .rooms import RoomManager
+from .room import RoomManager
 from .rtc_bridge import HostCandidatePlan, configure_ice
 
 

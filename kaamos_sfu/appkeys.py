@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from .edge import Edge
     from .metrics import Metrics
     from .registry import RoomRegistry
-    from .rooms import RoomManager
+    from .room import RoomManager
 
 CONFIG = web.AppKey("config", Config)
 API_SECRET = web.AppKey("api_secret", str)

@@ -8,6 +8,7 @@ task that sleeps a fixed interval and records how late it woke up.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 
 from aiohttp import web
@@ -19,10 +20,13 @@ from prometheus_client.registry import Collector
 from . import __version__
 from .appkeys import METRICS, REGISTRY, ROOMS
 from .registry import RegistryUnavailable
-from .rooms import RoomManager
+from .room import RoomManager
+
+log = logging.getLogger(__name__)
 
 LAG_INTERVAL_SECONDS = 0.5
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+LAG_WARNING_SECONDS = 1.0
 
 # (name, help, MediaCounts field) for each forwarding counter.
 MEDIA_COUNTERS = (
@@ -88,7 +92,10 @@ class Metrics:
         while True:
             started = loop.time()
             await asyncio.sleep(LAG_INTERVAL_SECONDS)
-            self.loop_lag.observe(max(0.0, loop.time() - started - LAG_INTERVAL_SECONDS))
+            lag = max(0.0, loop.time() - started - LAG_INTERVAL_SECONDS)
+            self.loop_lag.observe(lag)
+            if lag >= LAG_WARNING_SECONDS:  # media stalled for everyone on this node
+                log.warning("event loop stalled", extra={"seconds": round(lag, 2)})
 
 
 class KaamosCollector(Collector):
@@ -122,7 +129,7 @@ class KaamosCollector(Collector):
         by_size = GaugeMetricFamily(
             "kaamos_rooms_by_peers", "Active rooms by their number of peers.", labels=["peers"]
         )
-        sizes = [len(room.peers) for room in rooms.rooms.values()]
+        sizes = [len(room) for room in rooms.rooms.values()]
         for size in range(1, rooms.config.rooms.max_peers + 1):
             by_size.add_metric([str(size)], sizes.count(size))
         yield by_size

@@ -182,11 +182,13 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], ClientMessage]] = {
 }
 
 
-# Server → client
+# Server → client: one dataclass per message type, and one serializer.
 
 
 @dataclass
 class PeerInfo:
+    """A participant as the others see it: the `peer` object of docs/protocol.md."""
+
     peer_id: str
     name: str
     sources: list[str] = field(default_factory=list)
@@ -201,60 +203,92 @@ class PeerInfo:
         }
 
 
-def joined(
-    peer_id: str, room_id: str, peers: list[PeerInfo], ice_servers: list[dict[str, Any]]
-) -> dict[str, Any]:
-    return {
-        "type": "joined",
-        "peer_id": peer_id,
-        "room_id": room_id,
-        "peers": [p.to_json() for p in peers],
-        "ice_servers": ice_servers,
-    }
+@dataclass(frozen=True)
+class Joined:
+    peer_id: str
+    room_id: str
+    peers: list[dict[str, Any]]  # the others' peer objects, as they were when it was made
+    ice_servers: list[dict[str, Any]]
 
 
-def offer(sdp: str, tracks: dict[str, tuple[str, str]]) -> dict[str, Any]:
-    return {
-        "type": "offer",
-        "sdp": sdp,
-        "tracks": {
-            mid: {"peer_id": peer_id, "source": source} for mid, (peer_id, source) in tracks.items()
-        },
-    }
+@dataclass(frozen=True)
+class Offer:
+    sdp: str
+    tracks: dict[str, tuple[str, str]]  # mid -> (peer_id, source)
 
 
-def error(
-    code: ErrorCode,
-    message: str,
-    *,
-    retry_after: int | None = None,
-    signaling_url: str | None = None,
-) -> dict[str, Any]:
-    """An error message; `retry_after` (seconds) says when a rate-limited client may retry,
-    `signaling_url` where a WRONG_NODE client must connect instead."""
-    body: dict[str, Any] = {"type": "error", "code": str(code), "message": message}
-    if retry_after is not None:
-        body["retry_after"] = retry_after
-    if signaling_url is not None:
-        body["signaling_url"] = signaling_url
+@dataclass(frozen=True)
+class PeerJoined:
+    peer: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PeerLeft:
+    peer_id: str
+
+
+@dataclass(frozen=True)
+class PeerUpdated:
+    peer: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RoomEnded:
+    pass
+
+
+@dataclass(frozen=True)
+class ServerShutdown:
+    retry_after: int
+
+
+@dataclass(frozen=True)
+class Error:
+    """`retry_after` (seconds) says when a rate-limited client may retry, `signaling_url`
+    where a WRONG_NODE client must connect instead."""
+
+    code: ErrorCode
+    message: str
+    retry_after: int | None = None
+    signaling_url: str | None = None
+
+
+ServerMessage = (
+    Joined | Offer | PeerJoined | PeerLeft | PeerUpdated | RoomEnded | ServerShutdown | Error
+)
+
+_SERVER_TYPES: dict[type[Any], str] = {
+    Joined: "joined",
+    Offer: "offer",
+    PeerJoined: "peer-joined",
+    PeerLeft: "peer-left",
+    PeerUpdated: "peer-updated",
+    RoomEnded: "room-ended",
+    ServerShutdown: "server-shutdown",
+    Error: "error",
+}
+
+
+def peer_joined(peer: PeerInfo) -> PeerJoined:
+    return PeerJoined(peer.to_json())  # a copy: later changes to the peer are new events
+
+
+def peer_updated(peer: PeerInfo) -> PeerUpdated:
+    return PeerUpdated(peer.to_json())
+
+
+def serialize(message: ServerMessage) -> dict[str, Any]:
+    """The JSON object of a server message (docs/protocol.md); optional fields only when
+    set."""
+    body: dict[str, Any] = {"type": _SERVER_TYPES[type(message)]}
+    if isinstance(message, Offer):
+        body["sdp"] = message.sdp
+        body["tracks"] = {
+            mid: {"peer_id": peer_id, "source": source}
+            for mid, (peer_id, source) in message.tracks.items()
+        }
+        return body
+    for name, value in vars(message).items():
+        if value is not None:
+            body[name] = str(value) if isinstance(value, ErrorCode) else value
     return body
-
-
-def peer_joined(peer: PeerInfo) -> dict[str, Any]:
-    return {"type": "peer-joined", "peer": peer.to_json()}
-
-
-def peer_left(peer_id: str) -> dict[str, Any]:
-    return {"type": "peer-left", "peer_id": peer_id}
-
-
-def peer_updated(peer: PeerInfo) -> dict[str, Any]:
-    return {"type": "peer-updated", "peer": peer.to_json()}
-
-
-def room_ended() -> dict[str, Any]:
-    return {"type": "room-ended"}
-
-
-def server_shutdown(retry_after: int) -> dict[str, Any]:
-    return {"type": "server-shutdown", "retry_after": retry_after}

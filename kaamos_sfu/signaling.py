@@ -1,6 +1,6 @@
 """WebSocket signaling at /ws/{room_id}: frames in, protocol messages out (docs/protocol.md).
 
-The handler only moves frames: parsing is in protocol.py, room membership in rooms.py,
+The handler only moves frames: parsing is in protocol.py, room commands in room/,
 negotiation in peer.py. Every upgrade is accepted so that refusals reach the browser as an
 `error` message with a code, not as a bare failed connection.
 """
@@ -17,9 +17,8 @@ from aiohttp import WSMsgType, web
 
 from . import protocol
 from .appkeys import CONFIG, EDGE, REGISTRY, ROOMS
-from .config import SignalingConfig
+from .config import Config, SignalingConfig
 from .edge import CLIENT_IP, origin_refused
-from .leave_reasons import LeaveReason
 from .lingering_close import LingeringWebSocket
 from .peer import Peer
 from .protocol import (
@@ -28,16 +27,20 @@ from .protocol import (
     BadMessage,
     ClientMessage,
     CloseCode,
+    Error,
     ErrorCode,
     IceCandidate,
     Join,
     Leave,
     Mute,
     Publish,
+    ServerMessage,
+    ServerShutdown,
     Unpublish,
+    serialize,
 )
 from .registry import RegistryUnavailable, retry_after_seconds
-from .rooms import JoinRefused, Room, RoomManager, ServerDraining
+from .room import JoinRefused, LeaveReason, Room, RoomManager, ServerDraining
 from .socket_watch import SocketWatch, Verdict
 
 log = logging.getLogger(__name__)
@@ -53,18 +56,18 @@ def add_routes(app: web.Application) -> None:
 
 
 class WebSocketConnection:
-    """A peer's `Connection`. `send` only queues: one writer task drains the queue, so a
+    """A peer's `Connection`. `push` only queues: one writer task drains the queue, so a
     client that stops reading never holds up the room's other peers (broadcasts), and one
     that falls MAX_QUEUED messages behind is disconnected."""
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
-        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[ServerMessage | None] = asyncio.Queue()
         self._closing = False
         self.close_reason: LeaveReason | None = None  # set when the server closes it
         self._writer = asyncio.ensure_future(self._write())
 
-    async def send(self, message: dict[str, Any]) -> None:
+    def push(self, message: ServerMessage) -> None:
         if self._closing or self.ws.closed:
             return
         if self._queue.qsize() >= MAX_QUEUED:
@@ -98,7 +101,7 @@ class WebSocketConnection:
     async def _write(self) -> None:
         while (message := await self._queue.get()) is not None:
             try:
-                await self.ws.send_json(message)
+                await self.ws.send_json(serialize(message))
             except (ConnectionError, RuntimeError):
                 return  # the socket went away; the handler notices and removes the peer
 
@@ -120,12 +123,16 @@ class FloodGuard:
 
 
 class Session:
-    """One client's signaling session: awaiting join, then joined to a room."""
+    """One client's session: awaiting join, then a peer in a room. Each message becomes a
+    room command or goes to the peer's negotiation."""
 
-    def __init__(self, room_id: str, manager: RoomManager, connection: WebSocketConnection):
+    def __init__(
+        self, room_id: str, manager: RoomManager, connection: WebSocketConnection, config: Config
+    ) -> None:
         self.room_id = room_id
         self.manager = manager
         self.connection = connection
+        self.config = config
         self.room: Room | None = None
         self.peer: Peer | None = None
 
@@ -145,34 +152,34 @@ class Session:
         elif isinstance(message, IceCandidate):
             await peer.add_ice_candidate(message)
         elif isinstance(message, Publish):
-            if message.source in peer.info.sources:
-                raise BadMessage(f"publish: {message.source} is already published")
-            peer.set_sources(peer.info.sources + [message.source])
-            await room.broadcast(protocol.peer_updated(peer.info), exclude=peer)
+            room.publish(peer, message.source)
         elif isinstance(message, Unpublish):
-            if message.source not in peer.info.sources:
-                raise BadMessage(f"unpublish: {message.source} is not published")
-            peer.set_sources([s for s in peer.info.sources if s != message.source])
-            await room.broadcast(protocol.peer_updated(peer.info), exclude=peer)
+            room.unpublish(peer, message.source)
         elif isinstance(message, Mute):
-            peer.info.muted[message.source] = message.muted
-            await room.broadcast(protocol.peer_updated(peer.info), exclude=peer)
+            room.mute(peer, message.source, message.muted)
         elif isinstance(message, Leave):
             await self.leave(LeaveReason.LEFT)
-            await self.connection.close(CloseCode.NORMAL, "left")
 
     async def _join(self, message: Join) -> None:
+        peer = Peer(
+            name=message.name,
+            publish=message.publish,
+            connection=self.connection,
+            config=self.config,
+        )
         try:
-            self.room, self.peer = await self.manager.join(self.room_id, message, self.connection)
+            self.room = await self.manager.join(self.room_id, peer)
         except JoinRefused as refusal:
             log.info("join refused", extra={"room_id": self.room_id, "code": str(refusal.code)})
-            await self.connection.send(
-                protocol.error(refusal.code, refusal.message, signaling_url=refusal.signaling_url)
-            )
+            error = Error(refusal.code, refusal.message, signaling_url=refusal.signaling_url)
+            self.connection.push(error)
             await self.connection.close(REFUSAL_CLOSE_CODES[refusal.code], str(refusal.code))
+            return
         except ServerDraining as draining:
-            await self.connection.send(protocol.server_shutdown(draining.retry_after))
+            self.connection.push(ServerShutdown(draining.retry_after))
             await self.connection.close(CloseCode.GOING_AWAY, "server shutting down")
+            return
+        self.peer = peer
 
     async def leave(self, reason: LeaveReason) -> None:
         if self.peer is not None and self.room is not None:
@@ -196,7 +203,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     if await _over_ip_limit(request, connection):
         connection.stop()
         return ws
-    session = Session(request.match_info["room_id"], request.app[ROOMS], connection)
+    session = Session(request.match_info["room_id"], request.app[ROOMS], connection, config)
     signaling = config.signaling
     watch = SocketWatch(
         time.monotonic(),
@@ -247,7 +254,7 @@ async def _pump(
         try:
             await session.handle(_parse_frame(frame, signaling.max_message_bytes))
         except BadMessage as exc:
-            await connection.send(protocol.error(ErrorCode.BAD_MESSAGE, str(exc)))
+            connection.push(Error(ErrorCode.BAD_MESSAGE, str(exc)))
             if bad_messages.record(now):
                 reason = LeaveReason.FLOOD
                 await connection.close(CloseCode.FLOOD, "too many bad messages", reason)
@@ -305,7 +312,7 @@ async def _over_ip_limit(request: web.Request, connection: WebSocketConnection) 
     request.app[ROOMS].counts.rate_limited["websocket_per_ip"] += 1
     log.info("websocket rate limited", extra={"client_ip": client_ip, "retry_after": retry_after})
     message = f"More than {limit} connections per minute from this address."
-    await connection.send(protocol.error(ErrorCode.RATE_LIMITED, message, retry_after=retry_after))
+    connection.push(Error(ErrorCode.RATE_LIMITED, message, retry_after=retry_after))
     await connection.close(CloseCode.FLOOD, "rate limited")
     return True
 

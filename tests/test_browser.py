@@ -360,14 +360,14 @@ async def test_dropped_socket_and_server_shutdown_reconnect(
 
     # The TCP connection dies under the socket (the browser sees 1006, as on a network drop).
     b_id = await peer_id(b)
-    sock = room.peers[b_id].connection.ws.get_extra_info("socket")  # type: ignore[attr-defined]
+    sock = room.participants[b_id].connection.ws.get_extra_info("socket")  # type: ignore[attr-defined]
     sock.shutdown(socket.SHUT_RDWR)
     b_id = await rejoined(b, b_id)
     await a.wait_for_selector(f'.tile[data-peer-id="{b_id}"]')
     await wait_media_flowing(a, b, "video/VP8")
     assert await b.get_attribute("body", "data-close-code") == "1006"
 
-    connection = room.peers[b_id].connection  # type: ignore[attr-defined]
+    connection = room.participants[b_id].connection  # type: ignore[attr-defined]
     await connection.send({"type": "server-shutdown", "retry_after": 1})
     # The call goes on while the server drains: the page says a restart is coming.
     await b.wait_for_selector("#notice:not([hidden])")

@@ -8,6 +8,7 @@ import time
 
 import pytest
 from call_support import base_url, clients, create_room, eventually
+from media import LoopedPacketTrack, video_clip
 from rtc_client import RtcClient
 
 
@@ -179,18 +180,25 @@ async def test_receive_only_client_alone_gets_no_offer(make_config, make_client)
 
 
 async def test_screen_share_mline_is_freed_and_reused(make_config, make_client):
-    """Unpublishing frees the screen m-line (inactive), and publishing again reuses it."""
+    """Unpublishing frees the screen m-line (inactive), and publishing again reuses it;
+    the camera's m-line never carries a packet of the screen, and goes on meanwhile."""
     http = await make_client(make_config())
     room_id = await create_room(http)
     async with clients(http, room_id, 2) as (a, b):
         await b.wait_packets((a.peer_id, "camera"), packets=5)
-        a.tracks["screen"] = a.tracks["camera"]  # the clip stands in for a screen
+        # Another clip (other bytes) stands in for a screen.
+        a.tracks["screen"] = LoopedPacketTrack(video_clip("VP8", keyframe_interval=7))
 
         start = len(b.messages)
         await a.send({"type": "publish", "source": "screen"})
         update = await b.wait_for(lambda m: m["type"] == "peer-updated", start=start)
         assert update["peer"]["sources"] == ["camera", "microphone", "screen"]
         await b.wait_decoded((a.peer_id, "screen"), frames=5)
+        camera = b.received_from(a.peer_id, "camera")
+        decoded = camera.decoded
+        await eventually(lambda: camera.decoded > decoded + 10, what="the camera going on")
+        strangers = set(camera.payloads.values()) - a.sent_on("camera")
+        assert not strangers, f"{len(strangers)} packets on the camera's m-line were not camera"
         screen_mid = b.mid_of((a.peer_id, "screen"))
         stream = re.search(rf"a=mid:{screen_mid}\r\n(?:.*\r\n)*?a=msid:(\S+)",
                            b.messages[-1]["sdp"] if b.messages[-1]["type"] == "offer" else

@@ -70,3 +70,44 @@ async def test_a_client_that_answers_no_consent_check_is_removed(
         assert deaf.close_code == 4408
         samples = await scrape(http)
         assert value(samples, "kaamos_leaves_total", reason="consent expired") == 1
+
+
+class FakeClock:
+    """Time for consent.py alone: sleeping advances it at once (and once by `stall` more)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.stall_at: float | None = None
+        self.stall = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        if self.stall_at is not None and self.now >= self.stall_at:
+            self.now += self.stall  # the server got no CPU for a while
+            self.stall_at = None
+
+
+class NoPairs:
+    """An ICE connection whose checks are never answered: it has no pair to send them on."""
+
+    def __init__(self) -> None:
+        self._nominated: dict[int, object] = {}
+        self.remote_password = "x"
+
+
+@pytest.mark.parametrize(("stall", "expires_at"), [(0.0, 130.0), (40.0, 150.0 + 30.0)])
+async def test_consent_does_not_count_a_stall_of_the_server_against_the_client(
+    monkeypatch: pytest.MonkeyPatch, stall: float, expires_at: float
+) -> None:
+    """Without answers consent expires 30 s after the last one; if the server itself was
+    stalled (it could not send its checks), the 30 s start again when it runs again."""
+    clock = FakeClock()
+    clock.stall_at, clock.stall = 110.0, stall
+    monkeypatch.setattr(consent, "time", clock)
+    monkeypatch.setattr(consent.asyncio, "sleep", clock.sleep)
+    expired: list[float] = []
+    await consent._check_consent(NoPairs(), lambda: expired.append(clock.now))  # type: ignore[arg-type]
+    assert expired == [pytest.approx(expires_at, abs=6.0)]

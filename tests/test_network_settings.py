@@ -35,7 +35,7 @@ TURN_SECRET = "coturn-static-auth-secret-for-tests"
 def _server_sockets(http, room_id: str) -> list[tuple[str, int]]:
     room = http.server.app[ROOMS].rooms[room_id]
     names = []
-    for peer in room.peers.values():
+    for peer in room.participants.values():
         connection = peer.pc.getTransceivers()[0].receiver.transport.transport._connection
         names += [p.transport.get_extra_info("sockname")[:2] for p in connection._protocols]
     return names

@@ -286,12 +286,14 @@ BOB = PeerInfo(
     sources=["camera", "microphone"],
     muted={"camera": False, "microphone": True},
 )
-BUILT: dict[str, list[dict[str, Any]]] = {
+BUILT: dict[str, list[protocol.ServerMessage]] = {
     "joined": [
-        protocol.joined(peer_id="Qm3xT9aLk2", room_id="AbCdEf1234", peers=[BOB], ice_servers=[])
+        protocol.Joined(
+            peer_id="Qm3xT9aLk2", room_id="AbCdEf1234", peers=[BOB.to_json()], ice_servers=[]
+        )
     ],
     "offer": [
-        protocol.offer(
+        protocol.Offer(
             "v=0\r\n...",
             {
                 "0": ("Qm3xT9aLk2", "camera"),
@@ -302,7 +304,7 @@ BUILT: dict[str, list[dict[str, Any]]] = {
         )
     ],
     "peer-joined": [protocol.peer_joined(PeerInfo("u7Hn2PqR0s", "Bob", ["camera", "microphone"]))],
-    "peer-left": [protocol.peer_left("u7Hn2PqR0s")],
+    "peer-left": [protocol.PeerLeft("u7Hn2PqR0s")],
     "peer-updated": [
         protocol.peer_updated(
             PeerInfo(
@@ -313,16 +315,16 @@ BUILT: dict[str, list[dict[str, Any]]] = {
             )
         )
     ],
-    "room-ended": [protocol.room_ended()],
-    "server-shutdown": [protocol.server_shutdown(5)],
+    "room-ended": [protocol.RoomEnded()],
+    "server-shutdown": [protocol.ServerShutdown(5)],
     "error": [
-        protocol.error(ErrorCode.ROOM_FULL, "This room already has 4 participants."),
-        protocol.error(
+        protocol.Error(ErrorCode.ROOM_FULL, "This room already has 4 participants."),
+        protocol.Error(
             ErrorCode.RATE_LIMITED,
             "More than 60 connections per minute from this address.",
             retry_after=17,
         ),
-        protocol.error(
+        protocol.Error(
             ErrorCode.WRONG_NODE,
             "This room is served by another node.",
             signaling_url="ws://10.0.0.6:8081/ws/AbCdEf1234",
@@ -333,13 +335,13 @@ BUILT: dict[str, list[dict[str, Any]]] = {
 
 @pytest.mark.parametrize("kind", sorted(BUILT))
 def test_builders_match_the_documented_examples(kind: str) -> None:
-    """Each server message builder gives exactly the JSON of the example in docs/protocol.md."""
-    built = [json.loads(json.dumps(message)) for message in BUILT[kind]]
+    """Each server message serializes to exactly the JSON of the example in docs/protocol.md."""
+    built = [json.loads(json.dumps(protocol.serialize(message))) for message in BUILT[kind]]
     assert built == EXAMPLES[kind]
 
 
 def test_every_documented_server_message_has_a_builder() -> None:
-    """No message type documented in protocol.md lacks a parser or a builder."""
+    """No message type documented in protocol.md lacks a parser or a message class."""
     assert set(EXAMPLES) == set(BUILT) | set(CLIENT_TYPES) | {"ice-candidate"}
 
 
@@ -376,7 +378,7 @@ def test_peer_object(peer: PeerInfo, expected: dict[str, Any]) -> None:
 def test_peer_object_is_a_copy() -> None:
     """A built message does not change when the peer's state changes later."""
     peer = PeerInfo("a1b2c3d4e5", "Ann", ["camera"])
-    message = protocol.peer_updated(peer)
+    message = protocol.serialize(protocol.peer_updated(peer))
     peer.muted["camera"] = True
     peer.sources.append("screen")
     assert message["peer"]["muted"] == {"camera": False, "microphone": False}
@@ -394,13 +396,14 @@ def test_peer_defaults_are_not_shared() -> None:
 
 def test_offer_without_tracks() -> None:
     """An offer whose m-lines are all inactive has an empty tracks object."""
-    assert protocol.offer("v=0\r\n", {}) == {"type": "offer", "sdp": "v=0\r\n", "tracks": {}}
+    message = protocol.serialize(protocol.Offer("v=0\r\n", {}))
+    assert message == {"type": "offer", "sdp": "v=0\r\n", "tracks": {}}
 
 
 @pytest.mark.parametrize("code", list(ErrorCode))
 def test_error_code_is_a_plain_string(code: ErrorCode) -> None:
     """The error builder puts the bare code name on the wire."""
-    message = json.loads(json.dumps(protocol.error(code, "why")))
+    message = json.loads(json.dumps(protocol.serialize(protocol.Error(code, "why"))))
     assert message == {"type": "error", "code": code.name, "message": "why"}
 
 

@@ -55,7 +55,7 @@ async def test_server_side_forwards_without_decoding_or_encoding(make_config, ma
     async with clients(http, room_id, 2) as (a, b):
         await b.wait_decoded((a.peer_id, "camera"), frames=5)
         room = http.server.app[ROOMS].rooms[room_id]
-        transceivers = [t for p in room.peers.values() for t in p.pc.getTransceivers()]
+        transceivers = [t for p in room.participants.values() for t in p.pc.getTransceivers()]
         assert len(transceivers) == 8
         for transceiver in transceivers:
             receiver, sender = transceiver.receiver, transceiver.sender
@@ -77,7 +77,7 @@ async def test_media_bypasses_aiortc_queues_and_coroutines(make_config, make_cli
     async with clients(http, room_id, 2) as (a, b):
         await b.wait_decoded((a.peer_id, "camera"), frames=30)
         room = http.server.app[ROOMS].rooms[room_id]
-        for peer in room.peers.values():
+        for peer in room.participants.values():
             transport = peer.pc.getTransceivers()[0].receiver.transport
             path = media_path(transport)
             assert path.packets_received > 50

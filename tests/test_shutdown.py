@@ -203,7 +203,7 @@ async def test_health_is_503_until_startup_finishes(make_config):
     from kaamos_sfu.app import create_app
     from kaamos_sfu.appkeys import LIFECYCLE
     from kaamos_sfu.lifecycle import Phase
-    from kaamos_sfu.rooms import RoomManager
+    from kaamos_sfu.room import RoomManager
 
     app = create_app(make_config())
     assert app[LIFECYCLE].phase is Phase.STARTING

@@ -16,8 +16,9 @@ from aiortc import RTCSessionDescription
 from call_support import base_url, clients, create_room, eventually
 from rtc_client import RtcClient
 
-from kaamos_sfu.appkeys import API_SECRET, REGISTRY
+from kaamos_sfu.appkeys import API_SECRET, REGISTRY, ROOMS
 from kaamos_sfu.auth import issue_token
+from kaamos_sfu.protocol import PeerLeft
 from kaamos_sfu.signaling import MAX_QUEUED, WebSocketConnection
 
 
@@ -431,13 +432,13 @@ class StuckSocket:
 
 
 async def test_a_client_that_stops_reading_never_blocks_senders_and_is_dropped():
-    """Sending to a client that stopped reading returns at once; 256 messages behind, it is
+    """Pushing to a client that stopped reading returns at once; 256 messages behind, it is
     closed with 4503."""
     socket = StuckSocket()
     connection = WebSocketConnection(socket)  # type: ignore[arg-type]
     started = time.monotonic()
     for index in range(MAX_QUEUED + 10):
-        await connection.send({"type": "peer-left", "peer_id": str(index)})
+        connection.push(PeerLeft(str(index)))
     assert time.monotonic() - started < 0.5
     await eventually(lambda: socket.close_codes == [4503], timeout=5, what="close 4503")
     connection.stop()
@@ -465,3 +466,24 @@ async def test_server_shutdown_closes_every_peer_with_1001_and_no_departures(
             await eventually(lambda peer=peer: peer.close_code is not None, what="close")
             assert peer.close_code == 1001
             assert not any(m["type"] == "peer-left" for m in peer.messages)
+
+
+async def test_an_offer_on_a_connection_that_closed_meanwhile_is_not_at_capacity(
+    make_config, make_client, monkeypatch
+):
+    """An offer made while the peer's media connection has just closed (its removal not yet
+    done) has no candidate; that is not 'No free media port' (AT_CAPACITY)."""
+    http = await make_client(make_config())
+    room_id = await create_room(http)
+    async with clients(http, room_id, 1) as (a,):
+        await eventually(lambda: a.pc.connectionState == "connected", what="connected")
+        room = http.server.app[ROOMS].rooms[room_id]
+        monkeypatch.setattr(room, "remove_soon", lambda *args: None)  # the removal lags
+        peer = room.participants[a.peer_id]
+        start = len(a.messages)
+        # The ICE connection ends (as aioice ended it when consent failed): its candidates go.
+        await peer.pc.getTransceivers()[0].receiver.transport.transport._connection.close()
+        peer.info.sources.remove("microphone")  # so that the plan frees an m-line
+        peer.request_offer()
+        await asyncio.sleep(1.0)
+        assert [m for m in a.messages[start:] if m["type"] == "error"] == []

@@ -6,8 +6,9 @@ feeds RTP parsed into an `RtpHeader` into an `UpTrack` and hands the bytes a `Do
 DTLS/SRTP transport.
 """
 
+from .codec import Codec
 from .downtrack import DownTrack, ExtensionIds, RtpSink
 from .rtp_header import RtpHeader
 from .uptrack import UpTrack
 
-__all__ = ["DownTrack", "ExtensionIds", "RtpHeader", "RtpSink", "UpTrack"]
+__all__ = ["Codec", "DownTrack", "ExtensionIds", "RtpHeader", "RtpSink", "UpTrack"]

@@ -10,7 +10,6 @@ fails loudly instead of silently decoding again.
 """
 
 from .codecs import (
-    Codec,
     negotiated_codecs,
     publisher_codec_preferences,
     subscriber_codec_preferences,
@@ -23,6 +22,7 @@ from .connection import (
     configure_ice,
     is_mdns_candidate,
     jittered_rtcp_interval,
+    media_ports_exhausted,
     new_peer_connection,
     parse_remote_candidate,
     receive_media_directly,
@@ -42,7 +42,6 @@ __all__ = [
     "AIORTC_VERSION",
     "RTCP_INTERVAL_MAX",
     "Activity",
-    "Codec",
     "ForwardingReceiver",
     "ForwardingSender",
     "HostCandidatePlan",
@@ -54,6 +53,7 @@ __all__ = [
     "configure_ice",
     "is_mdns_candidate",
     "jittered_rtcp_interval",
+    "media_ports_exhausted",
     "negotiated_codecs",
     "new_peer_connection",
     "parse_remote_candidate",

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from aiortc import RTCRtpTransceiver
 from aiortc.codecs import CODECS
 from aiortc.rtcrtpparameters import (
@@ -13,41 +10,11 @@ from aiortc.rtcrtpparameters import (
     RTCRtpHeaderExtensionParameters,
 )
 
-from ..forwarding import ExtensionIds
+from ..forwarding import Codec, ExtensionIds
 
 URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
-
-
-@dataclass(frozen=True)
-class Codec:
-    """A negotiated codec, without aiortc types."""
-
-    mime_type: str
-    clock_rate: int
-    channels: int | None
-    payload_type: int
-    parameters: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def name(self) -> str:
-        return self.mime_type.split("/")[1].upper()
-
-    @property
-    def is_rtx(self) -> bool:
-        return self.name == "RTX"
-
-    def key(self) -> tuple[Any, ...]:
-        """What must match for two payload types to carry the same bitstream format."""
-        params = dict(self.parameters)
-        if self.name == "H264":
-            return (
-                "H264",
-                params.get("packetization-mode", "0"),
-                params.get("profile-level-id", "42e01f").lower(),
-            )
-        return (self.name, self.clock_rate)
 
 
 def codec_from(parameters: RTCRtpCodecParameters) -> Codec:

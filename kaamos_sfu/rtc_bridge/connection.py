@@ -22,7 +22,7 @@ from aiortc.rtp import AnyRtcpPacket
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from .consent import keep_consent
-from .host_candidates import HostCandidatePlan, use_host_candidate_plan
+from .host_candidates import HostCandidatePlan, bind_failed, use_host_candidate_plan
 from .media_path import TransportCounts, media_path
 from .receiver import Activity, ForwardingReceiver
 from .sender import ForwardingSender
@@ -154,6 +154,15 @@ async def close_peer_connection(pc: RTCPeerConnection) -> None:
             consent = connection._query_consent_task
             if consent is not None:
                 consent.cancel()
+
+
+def media_ports_exhausted(pc: RTCPeerConnection) -> bool:
+    """After setLocalDescription: the offer has no candidate because no media socket could
+    be bound (not because the connection was closed meanwhile)."""
+    transceivers = pc.getTransceivers()
+    if not transceivers or "a=candidate:" in pc.localDescription.sdp:
+        return False
+    return bind_failed(transceivers[0].receiver.transport.transport._connection)
 
 
 def receive_media_directly(pc: RTCPeerConnection) -> None:

@@ -54,6 +54,7 @@ async def _gather_host_candidates(
                 "cannot bind a media socket",
                 extra={"address": address, "ports": _describe(plan.ports), "error": str(exc)},
             )
+            setattr(connection, BIND_FAILED, True)
             continue
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_SOCKET_BUFFER_SIZE)
         _, protocol = await loop.create_datagram_endpoint(
@@ -73,6 +74,14 @@ async def _gather_host_candidates(
         connection._protocols.append(protocol)
         candidates.append(protocol.local_candidate)
     return candidates
+
+
+def bind_failed(connection: Connection) -> bool:
+    """Whether a media socket could not be bound for this connection (a full port range)."""
+    return bool(getattr(connection, BIND_FAILED, False))
+
+
+BIND_FAILED = "_kaamos_bind_failed"
 
 
 def _describe(ports: PortRange) -> str:

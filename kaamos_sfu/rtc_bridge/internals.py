@@ -43,8 +43,9 @@ def check_internals(pc: RTCPeerConnection | None = None) -> None:
         assert hasattr(RTCRtpReceiver, name), f"RTCRtpReceiver.{name}"
     for name in ("send", "stop"):
         assert hasattr(RTCRtpSender, name), f"RTCRtpSender.{name}"
-    assert isinstance(RtpRouter().ssrc_table, dict), "RtpRouter.ssrc_table"
-    assert callable(RtpRouter.route_rtp), "RtpRouter.route_rtp"
+    router = RtpRouter()
+    for name in ("ssrc_table", "mid_table", "payload_type_table"):  # routing.route_rtp
+        assert isinstance(getattr(router, name, None), dict), f"RtpRouter.{name}"
     assert callable(RtpRouter.route_rtcp), "RtpRouter.route_rtcp"
     assert callable(aiortc.rtp.RtcpPacket.parse), "aiortc.rtp.RtcpPacket.parse"
     # consent.py replaces aioice's consent checks and sends its own.

@@ -25,6 +25,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtp import AnyRtcpPacket, RtcpPacket
 
 from ..forwarding.rtp_header import RtpHeader
+from .routing import route_rtp
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class MediaPath:
         self.packets_received = 0  # RTP handled here, not by aiortc's receive queue
         self.packets_sent = 0
         self.counts = TransportCounts()
+        self.mid_extension_id = 0  # sdes:mid as the client negotiated it (0: not at all)
         self._rtcp_tokens = MAX_RTCP_PER_SECOND
         self._rtcp_refilled_at = 0.0
         self._pair: Any = None
@@ -203,8 +205,9 @@ class MediaPath:
             return
         self.packets_received += 1
         # Every receiver on a server transport is a ForwardingReceiver.
-        route = self.dtls._rtp_router.route_rtp
-        receiver: RtpHandler | None = route(packet)  # type: ignore[arg-type,assignment]
+        receiver: RtpHandler | None = route_rtp(
+            self.dtls._rtp_router, packet, self.mid_extension_id
+        )
         if receiver is None:
             return
         try:

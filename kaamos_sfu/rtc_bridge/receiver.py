@@ -23,7 +23,7 @@ from aiortc.rtp import (
 
 from ..forwarding import UpTrack
 from ..forwarding.rtp_header import RtpHeader
-from .codecs import URI_AUDIO_LEVEL
+from .codecs import URI_AUDIO_LEVEL, URI_MID
 from .media_path import media_path
 
 
@@ -52,10 +52,10 @@ class ForwardingReceiver(RTCRtpReceiver):
             for c in parameters.codecs
             if c.mimeType.lower() == "video/rtx" and "apt" in c.parameters
         }
-        self._audio_level_id = next(
-            (x.id for x in parameters.headerExtensions if x.uri == URI_AUDIO_LEVEL), 0
-        )
+        extensions = {x.uri: x.id for x in parameters.headerExtensions}
+        self._audio_level_id = extensions.get(URI_AUDIO_LEVEL, 0)
         self.transport._register_rtp_receiver(self, parameters)
+        media_path(self.transport).mid_extension_id = extensions.get(URI_MID, 0)
         # Several video m-lines share the RTX payload type, so aiortc's router cannot
         # route RTX by payload type alone: map the RTX SSRCs explicitly.
         router: RtpRouter = self.transport._rtp_router

@@ -1,11 +1,11 @@
-"""Why a peer left its room: the `reason` of the "peer left" log line and of
-`kaamos_leaves_total`, and the close code its socket gets when the server removes it."""
+"""Why a participant left its room: the `reason` of the "peer left" log line and of
+`kaamos_leaves_total`, and the close code its socket gets."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-from .protocol import CloseCode
+from ..protocol import CloseCode
 
 
 class LeaveReason(StrEnum):
@@ -29,15 +29,21 @@ class LeaveReason(StrEnum):
     SERVER_SHUTDOWN = "server shutdown"
 
 
-# The close code of a peer's socket when the server removes the peer for this reason.
-REMOVAL_CLOSE_CODES = {
-    LeaveReason.INTERNAL_ERROR: CloseCode.INTERNAL_ERROR,
-    LeaveReason.NO_MEDIA_PORT: CloseCode.TRY_AGAIN_LATER,
-    LeaveReason.NOT_READING: CloseCode.TOO_SLOW,
+# The close code of the participant's socket. A socket the client closed, or that broke,
+# is closed already; for the others this is what the client reads.
+_CLOSE_CODES = {
+    LeaveReason.LEFT: CloseCode.NORMAL,
+    LeaveReason.SOCKET_CLOSED: CloseCode.NORMAL,
+    LeaveReason.SOCKET_ERROR: CloseCode.NORMAL,
     LeaveReason.FLOOD: CloseCode.FLOOD,
+    LeaveReason.NOT_READING: CloseCode.TOO_SLOW,
+    LeaveReason.NO_MEDIA_PORT: CloseCode.TRY_AGAIN_LATER,
+    LeaveReason.INTERNAL_ERROR: CloseCode.INTERNAL_ERROR,
+    LeaveReason.ROOM_ENDED: CloseCode.ROOM_ENDED,
+    LeaveReason.SERVER_SHUTDOWN: CloseCode.GOING_AWAY,
 }
 
 
-def removal_close_code(reason: LeaveReason) -> int:
-    """A server-side removal closes with TIMEOUT (4408) unless another code says more."""
-    return REMOVAL_CLOSE_CODES.get(reason, CloseCode.TIMEOUT)
+def close_code(reason: LeaveReason) -> CloseCode:
+    """Every other reason is the server giving up on a silent or broken client: 4408."""
+    return _CLOSE_CODES.get(reason, CloseCode.TIMEOUT)
