@@ -37,6 +37,7 @@ from browser_support import (
 )
 
 from kaamos_sfu.appkeys import ROOMS
+from kaamos_sfu.protocol import ServerShutdown
 from kaamos_sfu.registry import new_room_id
 
 pytest.importorskip("playwright")
@@ -368,7 +369,7 @@ async def test_dropped_socket_and_server_shutdown_reconnect(
     assert await b.get_attribute("body", "data-close-code") == "1006"
 
     connection = room.participants[b_id].connection  # type: ignore[attr-defined]
-    await connection.send({"type": "server-shutdown", "retry_after": 1})
+    connection.push(ServerShutdown(retry_after=1))
     # The call goes on while the server drains: the page says a restart is coming.
     await b.wait_for_selector("#notice:not([hidden])")
     assert "restarting soon" in (await b.text_content("#notice") or "")

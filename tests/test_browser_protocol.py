@@ -1,5 +1,6 @@
-"""static/protocol.js under Node's test runner: room lookup, backoff and reconnect decisions
-with fake sockets and timers (tests/test_browser_protocol.mjs)."""
+"""The browser client's protocol modules under Node's test runner: the room lookup, the
+reconnect policy (static/reconnect.js) table by table, and the whole client with fake
+sockets and timers (tests/test_browser_protocol.mjs)."""
 
 from __future__ import annotations
 
