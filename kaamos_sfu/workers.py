@@ -9,12 +9,18 @@ passes SIGTERM/SIGINT on; it serves nothing itself.
 Each worker runs in its own session (process group), so that a signal sent to the
 supervisor's whole group (Ctrl-C in a terminal, `kill -TERM -PGID`) reaches the workers
 once, through the supervisor; PR_SET_PDEATHSIG still ends them if the supervisor dies.
+
+A worker that exits before it ever listened on its port (its port is taken, say) failed to
+start, however long that took: on a loaded machine its imports alone can take longer than
+any fixed "startup time". The supervisor sees a worker listen in /proc (the worker's
+sockets and its network namespace's TCP table), so the workers need not report anything.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -33,15 +39,18 @@ POLL_SECONDS = 0.2
 # worker has run for RESTART_RESET_SECONDS.
 MAX_RESTART_DELAY = 30.0
 RESTART_RESET_SECONDS = 60.0
-# A worker that exits this soon after starting, this many times in a row, cannot start
-# (its port is taken, say): the supervisor stops the others and exits with FAILED_EXIT.
-STARTUP_SECONDS = 10.0
+# A worker that exits before it listened on its port, this many times in a row, cannot
+# start (its port is taken, say): the supervisor stops the others and exits with
+# FAILED_EXIT. Where /proc cannot tell whether it listened (not Linux), a worker that exits
+# within STARTUP_SECONDS of starting is taken not to have.
 MAX_STARTUP_FAILURES = 5
+STARTUP_SECONDS = 10.0
 FAILED_EXIT = 1
 # Workers get server.drain_seconds plus this long to stop after the signal before they
 # are killed (closing sockets and Redis takes a moment after the drain).
 STOP_MARGIN_SECONDS = 10.0
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_TCP_LISTEN = "0A"  # the `st` column of /proc/net/tcp (include/net/tcp_states.h)
 
 
 def check_workers(config: Config, count: int) -> None:
@@ -82,7 +91,8 @@ class Worker:
     started: float = 0.0
     restart_at: float | None = None
     delay: float = 1.0
-    startup_failures: int = 0  # exits within STARTUP_SECONDS of starting, in a row
+    listened: bool = False  # seen listening on its port since it was last started
+    startup_failures: int = 0  # exits before it listened, in a row
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -93,10 +103,58 @@ class Worker:
         )
         self.started = time.monotonic()
         self.restart_at = None
+        self.listened = False
         log.info(
             "worker started",
             extra={"worker": self.index, "port": self.port, "pid": self.process.pid},
         )
+
+    def check_listening(self, now: float) -> None:
+        """Note whether the running worker listens on its port yet (once it has, it has)."""
+        if self.listened or self.process is None:
+            return
+        seen = listens_on(self.process.pid, self.port)
+        if seen is None:  # no /proc to tell: guess from how long it has run
+            seen = now - self.started >= STARTUP_SECONDS
+        self.listened = seen
+
+
+def listens_on(pid: int, port: int) -> bool | None:
+    """Whether process `pid` holds a TCP socket listening on `port` (on any address); None
+    if /proc cannot tell (not Linux). False once the process is gone."""
+    inodes: set[str] = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{table}") as lines:
+                next(lines, None)  # the header
+                for line in lines:
+                    fields = line.split()
+                    # sl local_address rem_address st ... inode: local_address is
+                    # ADDRESS:PORT in hex.
+                    if (
+                        len(fields) > 9
+                        and fields[3] == _TCP_LISTEN
+                        and int(fields[1].rpartition(":")[2], 16) == port
+                    ):
+                        inodes.add(f"socket:[{fields[9]}]")
+        except FileNotFoundError:
+            if not os.path.isdir("/proc/self/net"):
+                return None
+        except OSError:
+            pass  # the process is gone, or no IPv6
+    if not inodes:
+        return False
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                return True
+        except OSError:  # closed meanwhile
+            continue
+    return False
 
 
 def _die_with_parent() -> None:
@@ -156,13 +214,14 @@ def _supervise(workers: list[Worker]) -> bool:
         assert worker.process is not None
         code = worker.process.poll()
         if code is None:
+            worker.check_listening(now)
             continue
         if now - worker.started >= RESTART_RESET_SECONDS:
             worker.delay = 1.0
-        if now - worker.started < STARTUP_SECONDS:
-            worker.startup_failures += 1
-        else:
+        if worker.listened:
             worker.startup_failures = 0
+        else:
+            worker.startup_failures += 1
         if worker.startup_failures >= MAX_STARTUP_FAILURES:
             log.error(
                 "worker cannot start; stopping every worker",
@@ -171,7 +230,7 @@ def _supervise(workers: list[Worker]) -> bool:
                     "port": worker.port,
                     "exit_code": code,
                     "failures": worker.startup_failures,
-                    "within_seconds": STARTUP_SECONDS,
+                    "ran_seconds": round(now - worker.started, 1),
                 },
             )
             return False

@@ -17,10 +17,11 @@ import pytest
 from cluster_support import API_SECRET, cluster_env
 from redis_support import RedisServer, free_port, stop_process
 
+from kaamos_sfu import workers
 from kaamos_sfu.auth import issue_token
 from kaamos_sfu.cli import main
 from kaamos_sfu.redis_registry import RedisRegistry
-from kaamos_sfu.workers import worker_argv
+from kaamos_sfu.workers import MAX_STARTUP_FAILURES, Worker, listens_on, worker_argv
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -287,10 +288,40 @@ async def test_workers_drain_when_the_whole_service_gets_sigterm(
         redis.stop()
 
 
+# How long the supervisor may go without a new failed start of the blocked worker, or without
+# exiting after the last one: one restart delay (at most 8 s before the last) and one start
+# that fails, or stopping the other worker. Generous, for a loaded machine where a start can
+# take 20 s; the whole wait is bounded by the count of starts, not by a total.
+STEP_SECONDS = 60.0
+
+
+def wait_until_it_gives_up(supervisor: subprocess.Popen[bytes], tmp_path: Path, port: int) -> int:
+    """The supervisor's exit status once it exits; fails as soon as it starts the blocked
+    worker more than MAX_STARTUP_FAILURES times, or makes no progress for STEP_SECONDS."""
+    failed_start = f"cannot listen on 127.0.0.1:{port}"
+    seen = 0
+    deadline = time.monotonic() + STEP_SECONDS
+    while (code := supervisor.poll()) is None:
+        count = supervisor_log(tmp_path).count(failed_start)
+        assert count <= MAX_STARTUP_FAILURES, (
+            f"the supervisor did not give up after {MAX_STARTUP_FAILURES} failed starts\n"
+            + supervisor_log(tmp_path)[-5000:]
+        )
+        if count > seen:
+            seen, deadline = count, time.monotonic() + STEP_SECONDS
+        assert time.monotonic() < deadline, (
+            f"after {seen} failed starts, neither another nor an exit in {STEP_SECONDS} s\n"
+            + supervisor_log(tmp_path)[-5000:]
+        )
+        time.sleep(0.2)
+    return code
+
+
+@pytest.mark.timeout(int(STEP_SECONDS * (MAX_STARTUP_FAILURES + 2)))
 async def test_a_worker_that_cannot_start_stops_the_supervisor(tmp_path: Path) -> None:
-    """A worker whose port is taken exits at once each time it starts: after a few tries
-    the supervisor says so, stops the other worker and exits 1 instead of retrying
-    forever."""
+    """A worker whose port is taken exits each time it starts, before it listens: after a
+    few tries the supervisor says so, stops the other worker and exits 1 instead of
+    retrying forever, however long each failed start takes (issue 12)."""
     redis = RedisServer(tmp_path / "redis")
     redis.start()
     port = two_free_ports()
@@ -300,14 +331,130 @@ async def test_a_worker_that_cannot_start_stops_the_supervisor(tmp_path: Path) -
         blocker.listen()
         supervisor = start_supervisor(tmp_path, redis, port)
         try:
-            assert supervisor.wait(100) == 1
+            assert wait_until_it_gives_up(supervisor, tmp_path, port + 1) == 1
         finally:
             stop_process(supervisor)
         log = supervisor_log(tmp_path)
         assert "worker cannot start; stopping every worker" in log
-        assert log.count(f"cannot listen on 127.0.0.1:{port + 1}") == 5
+        assert log.count(f"cannot listen on 127.0.0.1:{port + 1}") == MAX_STARTUP_FAILURES
         with pytest.raises(OSError):  # worker 0 was stopped too
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
     finally:
         blocker.close()
         redis.stop()
+
+
+class FakeClock:
+    """Stands in for the time module in kaamos_sfu.workers: time passes only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def python(code: str, *args: str) -> list[str]:
+    return [sys.executable, "-c", code, *args]
+
+
+EXIT_AT_ONCE = "import sys; sys.exit(1)"
+LISTEN_UNTIL_KILLED = (
+    "import socket, sys, time\n"
+    "s = socket.socket()\n"
+    "s.bind(('127.0.0.1', int(sys.argv[1])))\n"
+    "s.listen()\n"
+    "time.sleep(120)\n"
+)
+
+
+def stop_worker(worker: Worker) -> None:
+    if worker.process is not None and worker.process.poll() is None:
+        worker.process.kill()
+        worker.process.wait()
+
+
+def test_a_worker_that_fails_slowly_before_listening_still_cannot_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cause of issue 12: on a loaded machine a worker whose port is taken took more than
+    10 s to fail, and the supervisor took such a worker for one that had started and
+    restarted it forever. However long a start takes to fail, it failed."""
+    clock = FakeClock()
+    monkeypatch.setattr(workers, "time", clock)
+    worker = Worker(1, free_port(), python(EXIT_AT_ONCE))
+    worker.start()
+    try:
+        for failures in range(1, MAX_STARTUP_FAILURES + 1):
+            assert worker.process is not None
+            worker.process.wait(30)
+            clock.now += 100.0  # this failed start took 100 s
+            if failures == MAX_STARTUP_FAILURES:
+                assert not workers._supervise([worker])
+                break
+            assert workers._supervise([worker])  # exited: a restart is due
+            assert worker.startup_failures == failures
+            assert worker.restart_at is not None
+            clock.now = worker.restart_at
+            assert workers._supervise([worker])  # restarted
+            assert worker.restart_at is None
+        assert worker.startup_failures == MAX_STARTUP_FAILURES
+    finally:
+        stop_worker(worker)
+
+
+def test_a_worker_that_listened_and_died_is_restarted_however_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker that dies after it listened on its port did start: it is restarted (with
+    the backoff) each time, even when it dies at once, and never counts as unable to start."""
+    clock = FakeClock()
+    monkeypatch.setattr(workers, "time", clock)
+    port = free_port()
+    worker = Worker(1, port, python(LISTEN_UNTIL_KILLED, str(port)))
+    worker.start()
+    try:
+        for _ in range(MAX_STARTUP_FAILURES + 1):
+            deadline = time.monotonic() + 30
+            while not worker.listened:
+                assert time.monotonic() < deadline, "the worker was never seen listening"
+                assert workers._supervise([worker])
+                time.sleep(0.05)
+            assert worker.process is not None
+            worker.process.kill()
+            worker.process.wait()
+            clock.now += 0.5  # died half a second after it started
+            assert workers._supervise([worker])
+            assert worker.startup_failures == 0
+            assert worker.restart_at is not None
+            clock.now = worker.restart_at
+            assert workers._supervise([worker])  # restarted
+            assert not worker.listened
+    finally:
+        stop_worker(worker)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_listens_on_sees_only_the_process_own_listening_socket(host: str) -> None:
+    """listens_on(pid, port) is True only while that process listens on the port: not
+    while it is merely bound, not for another process (the one holding a taken port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.socket(family)
+        sock.bind((host, 0))
+    except OSError:
+        pytest.skip(f"no {host} here")
+    other = subprocess.Popen(python("import time; time.sleep(60)"))
+    try:
+        port = sock.getsockname()[1]
+        assert listens_on(os.getpid(), port) is False  # bound, not listening
+        sock.listen()
+        assert listens_on(os.getpid(), port) is True
+        assert listens_on(os.getpid(), free_port()) is False
+        assert listens_on(other.pid, port) is False
+        sock.close()
+        assert listens_on(os.getpid(), port) is False
+    finally:
+        sock.close()
+        other.kill()
+        other.wait()
