@@ -17,10 +17,10 @@ import pytest
 from cluster_support import API_SECRET, cluster_env
 from redis_support import RedisServer, free_port, stop_process
 
-from kaamos_sfu.auth import issue_token
 from kaamos_sfu.cli import main
-from kaamos_sfu.redis_registry import RedisRegistry
-from kaamos_sfu.workers import worker_argv
+from kaamos_sfu.cluster.redis_registry import RedisRegistry
+from kaamos_sfu.cluster.workers import worker_argv
+from kaamos_sfu.web.auth import issue_token
 
 pytestmark = pytest.mark.timeout(120)
 
