@@ -11,8 +11,8 @@ from typing import Any
 
 import aiohttp
 
-from kaamos_sfu.auth import issue_token
 from kaamos_sfu.rtc_bridge import configure_ice
+from kaamos_sfu.web.auth import issue_token
 
 from . import ROOT
 from .servers import free_port, wait_http

@@ -7,18 +7,20 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import api, edge, metrics, pages, signaling
+from . import signaling
 from .appkeys import API_SECRET, CONFIG, EDGE, LIFECYCLE, NODE, REGISTRY, ROOMS
-from .auth import load_or_create_secret
-from .cluster import Node
+from .cluster.memory_registry import MemoryRegistry
+from .cluster.node import Node
+from .cluster.registry import RoomRegistry
 from .config import Config, ConfigError
-from .ice_addresses import AnnouncedAddresses, PortRange, interface_addresses
+from .ice.addresses import AnnouncedAddresses, PortRange, interface_addresses
 from .lifecycle import Lifecycle
-from .memory_registry import MemoryRegistry
 from .preflight import check_files
-from .registry import RoomRegistry
 from .room import RoomManager
 from .rtc_bridge import HostCandidatePlan, configure_ice
+from .web import api, metrics_route, pages
+from .web.auth import load_or_create_secret
+from .web.edge import Edge
 
 
 def create_app(config: Config) -> web.Application:
@@ -33,11 +35,11 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_registry_and_rooms)
     app.on_startup.append(_ready)  # after the cleanup contexts, which aiohttp runs first
     app.on_shutdown.append(_close_peers)
-    app[EDGE] = edge.Edge(config)
-    app.middlewares.append(edge.middleware)  # outermost: CORS headers on errors too
+    app[EDGE] = Edge(config)
+    app.middlewares.append(app[EDGE].middleware())  # outermost: CORS headers on errors too
     api.add_routes(app)
     signaling.add_routes(app)
-    metrics.add_routes(app)  # after _registry_and_rooms: its cleanup context needs ROOMS
+    metrics_route.add_routes(app)  # after _registry_and_rooms: its cleanup context needs ROOMS
     pages.add_routes(app)
     return app
 
@@ -61,7 +63,7 @@ def make_registry(config: Config) -> RoomRegistry:
     ttl = config.rooms.expire_after_hours * 3600
     if not config.cluster.redis_url:
         return MemoryRegistry(ttl_seconds=ttl, state_dir=Path(config.server.state_dir))
-    from .redis_registry import RedisRegistry  # only clusters load redis-py
+    from .cluster.redis_registry import RedisRegistry  # only clusters load redis-py
 
     return RedisRegistry(
         config.cluster.redis_url, ttl, timeout_seconds=config.cluster.redis_timeout_seconds

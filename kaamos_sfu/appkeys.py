@@ -10,11 +10,11 @@ from .config import Config
 from .lifecycle import Lifecycle
 
 if TYPE_CHECKING:
-    from .cluster import Node
-    from .edge import Edge
-    from .metrics import Metrics
-    from .registry import RoomRegistry
+    from .cluster.node import Node
+    from .cluster.registry import RoomRegistry
     from .room import RoomManager
+    from .web.edge import Edge
+    from .web.metrics import Metrics
 
 CONFIG = web.AppKey("config", Config)
 API_SECRET = web.AppKey("api_secret", str)

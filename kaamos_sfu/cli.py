@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .auth import issue_token, load_or_create_secret
 from .config import Config, ConfigError, load_config, validate
 from .logs import setup_logging
 from .preflight import check_files, tls_context
+from .web.auth import issue_token, load_or_create_secret
 
 PROG = "kaamos-sfu"
 DEFAULT_CONFIG = Path("config.toml")
@@ -133,7 +133,7 @@ def _serve(args: argparse.Namespace) -> int:
         config.server.port = args.port
     validate(config)  # the command-line values too
     if args.workers > 1:
-        from .workers import run_workers
+        from .cluster.workers import run_workers
 
         setup_logging(config.log.level)
         return run_workers(config, args.argv, args.workers)

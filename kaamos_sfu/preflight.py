@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import ssl
 
-from .auth import check_secret_file
 from .config import Config, ConfigError
+from .web.auth import check_secret_file
 
 
 def check_files(config: Config) -> None:

@@ -20,8 +20,8 @@ from aiohttp import ClientSession, web
 
 from kaamos_sfu.app import create_app
 from kaamos_sfu.appkeys import API_SECRET
-from kaamos_sfu.auth import issue_token
 from kaamos_sfu.config import Config
+from kaamos_sfu.web.auth import issue_token
 
 CHROMIUM = "/usr/bin/chromium"
 TIMEOUT_FACTOR = float(os.environ.get("KAAMOS_TEST_TIMEOUT_FACTOR", "1"))

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from rtc_client import RtcClient
 
 from kaamos_sfu.appkeys import API_SECRET
-from kaamos_sfu.auth import issue_token
+from kaamos_sfu.web.auth import issue_token
 
 
 async def create_room(http: TestClient) -> str:

@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 from redis_support import RedisServer, free_port, stop_process
 
-from kaamos_sfu.auth import issue_token
-from kaamos_sfu.redis_registry import RedisRegistry
-from kaamos_sfu.registry import NodeInfo
+from kaamos_sfu.cluster.redis_registry import RedisRegistry
+from kaamos_sfu.cluster.registry import NodeInfo
+from kaamos_sfu.web.auth import issue_token
 
 API_SECRET = "cluster-tests-secret-0123456789abcdef"
 HEARTBEAT_SECONDS = 0.5

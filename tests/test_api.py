@@ -13,9 +13,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from kaamos_sfu import __version__
-from kaamos_sfu.api import rfc3339
 from kaamos_sfu.appkeys import API_SECRET, REGISTRY, ROOMS
-from kaamos_sfu.auth import issue_token
+from kaamos_sfu.web.api import rfc3339
+from kaamos_sfu.web.auth import issue_token
 
 Client = TestClient[web.Request, web.Application]
 

@@ -10,13 +10,13 @@ from typing import Any
 import jwt
 import pytest
 
-from kaamos_sfu.auth import (
+from kaamos_sfu.config import ConfigError
+from kaamos_sfu.web.auth import (
     Unauthorized,
     issue_token,
     load_or_create_secret,
     verify_bearer,
 )
-from kaamos_sfu.config import ConfigError
 
 SECRET = "s" * 64  # long enough for HS512 too, so PyJWT does not warn
 

@@ -37,8 +37,8 @@ from browser_support import (
 )
 
 from kaamos_sfu.appkeys import ROOMS
+from kaamos_sfu.cluster.registry import new_room_id
 from kaamos_sfu.protocol import ServerShutdown
-from kaamos_sfu.registry import new_room_id
 
 pytest.importorskip("playwright")
 

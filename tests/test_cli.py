@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from kaamos_sfu.auth import verify_bearer
+from kaamos_sfu.web.auth import verify_bearer
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = 20 * float(os.environ.get("KAAMOS_TEST_TIMEOUT_FACTOR", "1"))

@@ -19,8 +19,8 @@ from redis_support import RedisServer
 from rtc_client import RtcClient
 
 from kaamos_sfu.app import create_app
-from kaamos_sfu.redis_registry import RedisRegistry
-from kaamos_sfu.registry import NodeInfo
+from kaamos_sfu.cluster.redis_registry import RedisRegistry
+from kaamos_sfu.cluster.registry import NodeInfo
 from kaamos_sfu.rtc_bridge import configure_ice
 from kaamos_sfu.server import serve
 

@@ -24,9 +24,9 @@ from cluster_support import NODE_TTL_SECONDS, START_TIMEOUT, Cluster, cluster_en
 from redis_support import RedisServer, stop_process
 from rtc_client import RtcClient
 
-from kaamos_sfu import room_snapshot
-from kaamos_sfu.memory_registry import MemoryRegistry
-from kaamos_sfu.registry import RoomRecord
+from kaamos_sfu.cluster import room_snapshot
+from kaamos_sfu.cluster.memory_registry import MemoryRegistry
+from kaamos_sfu.cluster.registry import RoomRecord
 from kaamos_sfu.rtc_bridge import configure_ice
 
 TTL = 100.0

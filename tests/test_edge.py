@@ -20,9 +20,9 @@ from test_api import auth, error_of
 from test_cli import TIMEOUT, free_port, poll_health, start_server, tls_args, write_config
 
 from kaamos_sfu.appkeys import API_SECRET
-from kaamos_sfu.auth import issue_token
 from kaamos_sfu.config import load_config
-from kaamos_sfu.edge import Edge
+from kaamos_sfu.web.auth import issue_token
+from kaamos_sfu.web.edge import Edge
 
 
 def edge(*overrides: str) -> Edge:

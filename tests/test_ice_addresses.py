@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from kaamos_sfu.ice_addresses import AnnouncedAddresses, PortRange, interface_addresses
+from kaamos_sfu.ice.addresses import AnnouncedAddresses, PortRange, interface_addresses
 
 
 def test_announced_address_per_family_and_per_local_address():

@@ -12,8 +12,8 @@ from call_support import create_room
 from test_api import auth, error_of
 
 from kaamos_sfu.appkeys import API_SECRET, REGISTRY
-from kaamos_sfu.auth import issue_token
-from kaamos_sfu.registry import retry_after_seconds
+from kaamos_sfu.cluster.registry import retry_after_seconds
+from kaamos_sfu.web.auth import issue_token
 
 
 class FakeClock:

@@ -14,9 +14,9 @@ from aiohttp.test_utils import make_mocked_request
 from call_support import clients, eventually
 
 from kaamos_sfu.appkeys import API_SECRET, ROOMS
-from kaamos_sfu.auth import issue_token
-from kaamos_sfu.edge import CLIENT_IP
 from kaamos_sfu.logs import CHATTY_LIBRARIES, AccessLogger, JsonFormatter, setup_logging
+from kaamos_sfu.web.auth import issue_token
+from kaamos_sfu.web.edge import CLIENT_IP
 
 
 def record(msg: str, **extra: object) -> logging.LogRecord:

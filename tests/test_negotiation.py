@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from kaamos_sfu.negotiation import RECEIVE, SEND, Plan, Slot, TrackKey, WantedTrack, plan_slots
+from kaamos_sfu.webrtc.negotiation import (
+    RECEIVE,
+    SEND,
+    Plan,
+    Slot,
+    TrackKey,
+    WantedTrack,
+    plan_slots,
+)
 
 # Tracks: (peer, source) with the kind that source has.
 ME_CAM = ("me", "camera")

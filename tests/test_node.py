@@ -1,4 +1,4 @@
-"""This process as a node (kaamos_sfu/cluster.py): placement, routing and heartbeats, over
+"""This process as a node (kaamos_sfu/cluster/node.py): placement, routing and heartbeats, over
 the in-memory registry (the Redis one passes the same registry contract)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import random
 import pytest
 from conftest import MakeConfig
 
-from kaamos_sfu.cluster import Node, least_loaded, origin_of
-from kaamos_sfu.memory_registry import MemoryRegistry
-from kaamos_sfu.registry import NodeInfo
+from kaamos_sfu.cluster.memory_registry import MemoryRegistry
+from kaamos_sfu.cluster.node import Node, least_loaded, origin_of
+from kaamos_sfu.cluster.registry import NodeInfo
 
 
 def node(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kaamos_sfu.offer_cycle import OfferCycle, OfferState
+from kaamos_sfu.webrtc.offer_cycle import OfferCycle, OfferState
 
 
 def test_a_change_when_idle_starts_an_offer() -> None:

@@ -18,11 +18,11 @@ from openapi_spec_validator import validate
 from schemathesis import GenerationMode
 
 from kaamos_sfu import __version__
-from kaamos_sfu.api import load_openapi
 from kaamos_sfu.app import create_app
 from kaamos_sfu.appkeys import API_SECRET
-from kaamos_sfu.auth import issue_token
 from kaamos_sfu.config import Config
+from kaamos_sfu.web.api import load_openapi
+from kaamos_sfu.web.auth import issue_token
 
 EXAMPLES_PER_OPERATION = 25
 

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from kaamos_sfu import memory_registry, redis_registry
-from kaamos_sfu.memory_registry import MemoryRegistry
-from kaamos_sfu.redis_registry import RedisRegistry
-from kaamos_sfu.registry import (
+from kaamos_sfu.cluster import memory_registry, redis_registry
+from kaamos_sfu.cluster.memory_registry import MemoryRegistry
+from kaamos_sfu.cluster.redis_registry import RedisRegistry
+from kaamos_sfu.cluster.registry import (
     PLACEMENT_WINDOW_SECONDS,
     NodeInfo,
     RegistryUnavailable,

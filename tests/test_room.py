@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from kaamos_sfu.cluster import Node
+from kaamos_sfu.cluster.memory_registry import MemoryRegistry
+from kaamos_sfu.cluster.node import Node
 from kaamos_sfu.config import Config
 from kaamos_sfu.forwarding import Codec, UpTrack
-from kaamos_sfu.memory_registry import MemoryRegistry
 from kaamos_sfu.protocol import (
     BadMessage,
     ErrorCode,

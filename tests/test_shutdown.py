@@ -23,9 +23,9 @@ from rtc_client import RtcClient
 from test_cli import TIMEOUT, free_port, poll_health, start_server, write_config
 
 from kaamos_sfu.appkeys import API_SECRET, REGISTRY, ROOMS
-from kaamos_sfu.auth import issue_token
 from kaamos_sfu.rtc_bridge import configure_ice
 from kaamos_sfu.server import drain
+from kaamos_sfu.web.auth import issue_token
 
 SECRET = "a-test-api-secret-that-is-long-enough-1234"
 
@@ -199,11 +199,11 @@ async def test_health_is_503_until_startup_finishes(make_config):
     """Before its startup hooks have run (registry, rooms) the app is not ready."""
     from aiohttp.test_utils import make_mocked_request
 
-    from kaamos_sfu.api import health
     from kaamos_sfu.app import create_app
     from kaamos_sfu.appkeys import LIFECYCLE
     from kaamos_sfu.lifecycle import Phase
     from kaamos_sfu.room import RoomManager
+    from kaamos_sfu.web.api import health
 
     app = create_app(make_config())
     assert app[LIFECYCLE].phase is Phase.STARTING

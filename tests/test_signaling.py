@@ -17,9 +17,9 @@ from call_support import base_url, clients, create_room, eventually
 from rtc_client import RtcClient
 
 from kaamos_sfu.appkeys import API_SECRET, REGISTRY, ROOMS
-from kaamos_sfu.auth import issue_token
 from kaamos_sfu.protocol import PeerLeft
-from kaamos_sfu.signaling import MAX_QUEUED, WebSocketConnection
+from kaamos_sfu.signaling.connection import MAX_QUEUED, WebSocketConnection
+from kaamos_sfu.web.auth import issue_token
 
 
 async def raw_socket(http, path: str) -> aiohttp.ClientWebSocketResponse:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kaamos_sfu.socket_watch import SocketWatch, Step, Verdict
+from kaamos_sfu.signaling.socket_watch import SocketWatch, Step, Verdict
 
 
 def watch(join: float = 10.0, interval: float = 5.0, timeout: float = 20.0) -> SocketWatch:

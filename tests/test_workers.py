@@ -17,11 +17,11 @@ import pytest
 from cluster_support import API_SECRET, cluster_env
 from redis_support import RedisServer, free_port, stop_process
 
-from kaamos_sfu import workers
-from kaamos_sfu.auth import issue_token
 from kaamos_sfu.cli import main
-from kaamos_sfu.redis_registry import RedisRegistry
-from kaamos_sfu.workers import MAX_STARTUP_FAILURES, Worker, listens_on, worker_argv
+from kaamos_sfu.cluster import workers
+from kaamos_sfu.cluster.redis_registry import RedisRegistry
+from kaamos_sfu.cluster.workers import MAX_STARTUP_FAILURES, Worker, listens_on, worker_argv
+from kaamos_sfu.web.auth import issue_token
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -345,7 +345,7 @@ async def test_a_worker_that_cannot_start_stops_the_supervisor(tmp_path: Path) -
 
 
 class FakeClock:
-    """Stands in for the time module in kaamos_sfu.workers: time passes only when told."""
+    """Stands in for the time module in kaamos_sfu.cluster.workers: time passes only when told."""
 
     def __init__(self) -> None:
         self.now = 1000.0

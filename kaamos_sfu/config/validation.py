@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from ..ice_addresses import AnnouncedAddresses
+from ..ice.addresses import AnnouncedAddresses
 from .origins import is_origin
 from .schema import (
     VIDEO_CODECS,

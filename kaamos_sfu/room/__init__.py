@@ -3,7 +3,7 @@
 `Room` holds one call's participants and the tracks they publish, and turns commands
 (join, leave, publish, unpublish, mute) into messages and subscriptions; `RoomManager`
 admits participants against the room registry and removes them. A participant is anything
-that implements `Participant`: the WebRTC peer of a browser (kaamos_sfu/peer.py), a test
+that implements `Participant`: the WebRTC peer of a browser (kaamos_sfu/webrtc/), a test
 fake, a recorder.
 """
 

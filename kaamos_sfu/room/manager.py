@@ -14,12 +14,12 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from ..cluster import Node
+from ..cluster.node import Node
+from ..cluster.registry import RegistryUnavailable, RoomRecord, RoomRegistry, is_valid_room_id
 from ..config import Config
+from ..ice.turn import ice_servers_for
 from ..protocol import ErrorCode, Joined, RoomEnded, ServerShutdown
-from ..registry import RegistryUnavailable, RoomRecord, RoomRegistry, is_valid_room_id
 from ..stats import CallCounts, MediaCounts
-from ..turn_credentials import ice_servers_for
 from .leave_reasons import LeaveReason
 from .participant import Participant
 from .room import Room

@@ -18,7 +18,7 @@ from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.ice import Connection, StunProtocol
 from aioice.turn import UDP_SOCKET_BUFFER_SIZE
 
-from ..ice_addresses import AnnouncedAddresses, PortRange
+from ..ice.addresses import AnnouncedAddresses, PortRange
 
 log = logging.getLogger(__name__)
 

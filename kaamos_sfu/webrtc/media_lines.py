@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
 from aiortc.rtp import AnyRtcpPacket
 
-from .forwarding import DownTrack, UpTrack
-from .negotiation import RECEIVE, SEND, Plan, Slot, TrackKey
-from .room import PublishedTrack
-from .rtc_bridge import (
+from ..forwarding import DownTrack, UpTrack
+from ..room import PublishedTrack
+from ..rtc_bridge import (
     Activity,
     ForwardingReceiver,
     ForwardingSender,
@@ -31,7 +30,8 @@ from .rtc_bridge import (
     subscriber_codec_preferences,
     transport_counts,
 )
-from .stats import MediaCounts
+from ..stats import MediaCounts
+from .negotiation import RECEIVE, SEND, Plan, Slot, TrackKey
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""GET /metrics in the Prometheus text format.
+"""What /metrics reports (metrics_route.py serves it).
 
 Nothing is recorded per packet: a custom collector reads the plain counters of the live
 rooms and peers (stats.py) when Prometheus scrapes. The event-loop lag is measured by one
@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from . import __version__
-from .appkeys import METRICS, REGISTRY, ROOMS
-from .registry import RegistryUnavailable
-from .room import RoomManager
+from .. import __version__
+from ..room import RoomManager
 
 log = logging.getLogger(__name__)
 
@@ -168,26 +165,3 @@ def _labelled(name: str, help_text: str, label: str, values: dict[str, int]) -> 
     for key in sorted(values):
         family.add_metric([key], values[key])
     return family
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/metrics", metrics_handler)
-    app.cleanup_ctx.append(_metrics)
-
-
-async def _metrics(app: web.Application) -> AsyncIterator[None]:
-    metrics = app[METRICS] = Metrics(app[ROOMS])
-    task = asyncio.ensure_future(metrics.watch_loop_lag())
-    yield
-    task.cancel()
-
-
-async def metrics_handler(request: web.Request) -> web.Response:
-    metrics = request.app[METRICS]
-    try:
-        metrics.collector.registered_rooms = await request.app[REGISTRY].count()
-    except RegistryUnavailable:  # the node's own figures are what an operator needs now
-        metrics.collector.registered_rooms = None
-    return web.Response(
-        body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-    )

@@ -14,7 +14,7 @@ import hmac
 import time
 from typing import Any
 
-from .config import IceConfig
+from ..config import IceConfig
 
 
 def turn_rest_credential(secret: str, username: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .appkeys import CONFIG
+from ..appkeys import CONFIG
 
 HTML_HEADERS = {
     # The HTML names the current scripts; revalidate it so a deploy is seen at once.

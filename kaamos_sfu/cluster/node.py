@@ -18,7 +18,7 @@ import secrets
 import socket
 from collections.abc import Callable, Iterable
 
-from .config import Config, origin_of
+from ..config import Config, origin_of
 from .registry import NodeInfo, RegistryUnavailable, RoomRecord, RoomRegistry
 
 log = logging.getLogger(__name__)

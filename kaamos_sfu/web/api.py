@@ -15,10 +15,9 @@ from typing import Any
 
 from aiohttp import web
 
-from . import __version__
-from .appkeys import API_SECRET, CONFIG, EDGE, LIFECYCLE, NODE, REGISTRY, ROOMS
-from .auth import Unauthorized, verify_bearer
-from .registry import (
+from .. import __version__
+from ..appkeys import API_SECRET, CONFIG, EDGE, LIFECYCLE, NODE, REGISTRY, ROOMS
+from ..cluster.registry import (
     CreatorId,
     NodeInfo,
     RegistryUnavailable,
@@ -27,6 +26,7 @@ from .registry import (
     is_valid_room_id,
     retry_after_seconds,
 )
+from .auth import Unauthorized, verify_bearer
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
-from .auth import load_or_create_secret
-from .config import Config, ConfigError
+from ..config import Config, ConfigError
+from ..web.auth import load_or_create_secret
 
 log = logging.getLogger(__name__)
 

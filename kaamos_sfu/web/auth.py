@@ -19,7 +19,7 @@ from typing import Any
 
 import jwt
 
-from .config import MIN_SECRET_LENGTH, Config, ConfigError
+from ..config import MIN_SECRET_LENGTH, Config, ConfigError
 
 log = logging.getLogger(__name__)
 

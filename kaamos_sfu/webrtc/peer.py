@@ -16,11 +16,8 @@ from typing import Any, Protocol
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from .config import Config
-from .media_lines import MediaLines
-from .negotiation import RECEIVE, SEND, WantedTrack, plan_slots
-from .offer_cycle import OfferCycle
-from .protocol import (
+from ..config import Config
+from ..protocol import (
     SOURCE_KIND,
     BadMessage,
     Error,
@@ -30,8 +27,8 @@ from .protocol import (
     PeerInfo,
     ServerMessage,
 )
-from .room import LeaveReason, PublishedTrack, Room, close_code, new_participant_id
-from .rtc_bridge import (
+from ..room import LeaveReason, PublishedTrack, Room, close_code, new_participant_id
+from ..rtc_bridge import (
     RTCP_INTERVAL_MAX,
     Activity,
     check_answer_matches_offer,
@@ -46,7 +43,10 @@ from .rtc_bridge import (
     settle,
     strip_mdns_candidates,
 )
-from .stats import MediaCounts
+from ..stats import MediaCounts
+from .media_lines import MediaLines
+from .negotiation import RECEIVE, SEND, WantedTrack, plan_slots
+from .offer_cycle import OfferCycle
 
 log = logging.getLogger(__name__)
 

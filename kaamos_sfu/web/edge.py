@@ -19,9 +19,9 @@ import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from .appkeys import EDGE, NODE
-from .config import Config, origin_of
+from ..config import Config, origin_of
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -76,7 +76,9 @@ class Edge:
             return self.config.public_url  # a malformed Host: do not echo it into links
         return f"{scheme}://{host}"
 
-    def websocket_origin_allowed(self, request: web.Request) -> bool:
+    def websocket_origin_allowed(self, request: web.Request, node_origins: set[str]) -> bool:
+        """`node_origins`: the cluster's live nodes (a page served by one signals to
+        another)."""
         origin = request.headers.get("Origin")
         if origin is None:
             return True  # not a browser page: browsers always send Origin on a WebSocket
@@ -84,8 +86,20 @@ class Edge:
         return (
             origin in self.ws_origins
             or origin == origin_of(self.base_url(request))
-            or origin in request.app[NODE].origins()
+            or origin in node_origins
         )
+
+    def middleware(self) -> Middleware:
+        """The app's middleware: the client address on every request, CORS for /api/."""
+
+        @web.middleware
+        async def edge(
+            request: web.Request,
+            handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+        ) -> web.StreamResponse:
+            return await self.handle(request, handler)
+
+        return edge
 
     async def handle(
         self,
@@ -116,14 +130,6 @@ class Edge:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
         return response
-
-
-@web.middleware
-async def middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Set the client address on the request and answer CORS for /api/ (see Edge.handle)."""
-    return await request.app[EDGE].handle(request, handler)
 
 
 def origin_refused(origin: str) -> web.Response:
