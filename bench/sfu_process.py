@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from timing import scaled
 
 from kaamos_sfu.rtc_bridge import configure_ice
 from kaamos_sfu.web.auth import issue_token
@@ -45,7 +46,8 @@ class SfuProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        await asyncio.to_thread(wait_http, self.url + "/health", self.process)
+        # The soak and loaded tests wait as long as the tests' factor says (tests/timing.py).
+        await asyncio.to_thread(wait_http, self.url + "/health", self.process, scaled(20))
 
     def stop(self) -> None:
         if self.process is None:

@@ -1,14 +1,20 @@
-"""Helpers for tests that run real calls: a server on loopback, rooms, and aiortc clients."""
+"""Helpers for tests that run real calls: a server on loopback, rooms, aiortc clients, and
+raw signaling sockets."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import json
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
+from aiohttp import web
 from aiohttp.test_utils import TestClient
+from api_support import auth
 from rtc_client import RtcClient
+from timing import scaled
 
 from kaamos_sfu.appkeys import API_SECRET
 from kaamos_sfu.web.auth import issue_token
@@ -16,7 +22,7 @@ from kaamos_sfu.web.auth import issue_token
 
 async def create_room(http: TestClient) -> str:
     token = issue_token(http.server.app[API_SECRET], "tests")
-    response = await http.post("/api/rooms/create", headers={"Authorization": f"Bearer {token}"})
+    response = await http.post("/api/rooms/create", headers=auth(token))
     assert response.status == 201, await response.text()
     return str((await response.json())["room_id"])
 
@@ -42,11 +48,30 @@ async def clients(
         await asyncio.gather(*(c.close() for c in made), return_exceptions=True)
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """Wait until `condition()` holds, polling; fail after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        await asyncio.sleep(0.05)
+async def receive_json(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> Any:
+    """The next frame of a raw signaling socket, which must be a JSON text frame; fails
+    after `timeout` seconds (scaled)."""
+    message = await ws.receive(timeout=scaled(timeout))
+    assert message.type == aiohttp.WSMsgType.TEXT, message
+    return json.loads(message.data)
+
+
+async def expect_close(ws: aiohttp.ClientWebSocketResponse, code: int) -> None:
+    """The next frame of a raw signaling socket closes it with `code`."""
+    message = await ws.receive(timeout=scaled(5.0))
+    assert message.type == aiohttp.WSMsgType.CLOSE, message
+    assert message.data == code
+
+
+async def send_wrong_node(ws: web.WebSocketResponse, signaling_url: str) -> None:
+    """Answer a join as a node that does not hold the room (docs/protocol.md): the error
+    WRONG_NODE naming the holder's socket, then close 4421. For fake nodes."""
+    await ws.send_json(
+        {
+            "type": "error",
+            "code": "WRONG_NODE",
+            "message": "elsewhere",
+            "signaling_url": signaling_url,
+        }
+    )
+    await ws.close(code=4421)

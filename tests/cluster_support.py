@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from redis_support import RedisServer, free_port, stop_process
+from ports import free_port
+from redis_support import RedisServer, stop_process
+from timing import eventually, scaled
 
 from kaamos_sfu.cluster.redis_registry import RedisRegistry
 from kaamos_sfu.cluster.registry import NodeInfo
@@ -21,7 +21,7 @@ from kaamos_sfu.web.auth import issue_token
 API_SECRET = "cluster-tests-secret-0123456789abcdef"
 HEARTBEAT_SECONDS = 0.5
 NODE_TTL_SECONDS = 2.0
-START_TIMEOUT = 30.0
+START_TIMEOUT = 30.0  # seconds (scaled) for the nodes to answer and register
 
 
 def cluster_env(redis: RedisServer, state_dir: Path, **extra: str) -> dict[str, str]:
@@ -44,9 +44,14 @@ def cluster_env(redis: RedisServer, state_dir: Path, **extra: str) -> dict[str, 
 
 
 class NodeProcess:
-    def __init__(self, name: str, redis: RedisServer, directory: Path, **env: str) -> None:
+    """`python -m kaamos_sfu serve` as node `name`, on a free port or the `port` given (that
+    of a node killed before: a restart)."""
+
+    def __init__(
+        self, name: str, redis: RedisServer, directory: Path, port: int | None = None, **env: str
+    ) -> None:
         self.name = name
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         directory.mkdir(parents=True, exist_ok=True)
         self.log_path = directory / f"{name}.log"
@@ -64,7 +69,7 @@ class NodeProcess:
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
+        self.process.wait(scaled(10))
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -88,16 +93,18 @@ class Cluster:
 
     async def wait_ready(self) -> None:
         """Until every node answers /health and is in the node set."""
-        deadline = time.monotonic() + START_TIMEOUT
         names = {n.name for n in self.nodes if n.process.poll() is None}
-        while {n.node_id for n in await self.live_nodes()} != names:
+
+        async def ready() -> bool:
             for node in self.nodes:
                 if node.process.poll() is not None and node.name in names:
                     raise AssertionError(f"{node.name} exited:\n{node.log()}")
-            if time.monotonic() > deadline:
-                logs = "\n".join(f"--- {n.name}\n{n.log()}" for n in self.nodes)
-                raise AssertionError(f"nodes not ready in {START_TIMEOUT} s\n{logs}")
-            await asyncio.sleep(0.1)
+            return {n.node_id for n in await self.live_nodes()} == names
+
+        def logs() -> str:
+            return "the nodes\n" + "\n".join(f"--- {n.name}\n{n.log()}" for n in self.nodes)
+
+        await eventually(ready, START_TIMEOUT, logs, poll=0.1)
 
     async def live_nodes(self) -> list[NodeInfo]:
         return await self.view.nodes()

@@ -1,47 +1,39 @@
-"""Shared fixtures: a test configuration and a running app behind a real HTTP client."""
+"""Fixtures for every folder (unit/, integration/, browser/): a test configuration and a
+redis-server; and KAAMOS_TEST_TIMEOUT_FACTOR applied to pytest-timeout's per-test limit.
+
+pytest puts this folder on sys.path (rootdir conftest, no __init__.py), so every test
+imports the helper modules here by name: `from rtc_client import RtcClient`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from app_support import MakeConfig, build_config
 from redis_support import RedisServer
+from timing import FACTOR, scaled
 
-from kaamos_sfu.app import create_app
-from kaamos_sfu.config import Config, apply_mapping, validate
-
-Client = TestClient[web.Request, web.Application]
-
-MakeConfig = Callable[..., Config]
-MakeClient = Callable[[Config], Awaitable[Client]]
-
-INDEX_HTML = "<!doctype html><title>test index</title>"
-ROOM_HTML = "<!doctype html><title>test room</title>"
+from kaamos_sfu.config import Config
 
 
-def build_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
-    """A config whose files live in tmp_path and whose ICE stays on loopback.
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
+    """pytest-timeout's limit for this test (pyproject's `timeout`, or the test's
+    `pytest.mark.timeout`), times KAAMOS_TEST_TIMEOUT_FACTOR."""
+    if FACTOR == 1:
+        return None  # pytest-timeout's own hook sets the timer
+    import pytest_timeout
 
-    Keyword arguments are sections, as in config.toml: build_config(p, rooms={"max_peers": 2}).
-    """
-    static_dir = tmp_path / "static"
-    if not static_dir.exists():
-        static_dir.mkdir()
-        (static_dir / "index.html").write_text(INDEX_HTML)
-        (static_dir / "room.html").write_text(ROOM_HTML)
-    config = Config()
-    base = {
-        "server": {"state_dir": str(tmp_path / "state"), "static_dir": str(static_dir)},
-        "ice": {"host_addresses": ["127.0.0.1"]},
-    }
-    apply_mapping(config, base, origin="tests")
-    apply_mapping(config, sections, origin="tests")
-    validate(config)
-    return config
+    longer = settings._replace(timeout=scaled(settings.timeout))
+    return bool(pytest_timeout.pytest_timeout_set_timer(item=item, settings=longer))
+
+
+def pytest_report_header() -> str | None:
+    if FACTOR == 1:
+        return None
+    return f"KAAMOS_TEST_TIMEOUT_FACTOR={FACTOR:g}: every wait and per-test timeout x{FACTOR:g}"
 
 
 @pytest.fixture
@@ -53,27 +45,6 @@ def make_config(tmp_path: Path) -> MakeConfig:
 @pytest.fixture
 def config(make_config: MakeConfig) -> Config:
     return make_config()
-
-
-@pytest.fixture
-async def make_client() -> AsyncIterator[MakeClient]:
-    """Start create_app(config) on a free loopback port; every client is closed at the end."""
-    clients: list[Client] = []
-
-    async def make(config: Config) -> Client:
-        client = TestClient(TestServer(create_app(config), host="127.0.0.1"))
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in reversed(clients):
-        await client.close()
-
-
-@pytest.fixture
-async def client(make_client: MakeClient, config: Config) -> Client:
-    return await make_client(config)
 
 
 @pytest.fixture(scope="session")

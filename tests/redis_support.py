@@ -7,14 +7,10 @@ import subprocess
 import time
 from pathlib import Path
 
-START_TIMEOUT = 10.0
+from ports import free_port
+from timing import scaled
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
+START_TIMEOUT = scaled(10.0)
 
 class RedisServer:
     """One redis-server process; `stop` and `start` again keep the port (a Redis restart)."""
@@ -58,7 +54,7 @@ class RedisServer:
 
     def ping(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=scaled(1)) as s:
                 s.sendall(b"PING\r\n")
                 return s.recv(16).startswith(b"+PONG")
         except OSError:
@@ -66,7 +62,7 @@ class RedisServer:
 
     def command(self, *args: str) -> bytes:
         """Run one command (inline protocol) and return the raw reply."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=scaled(2)) as s:
             s.sendall(" ".join(args).encode() + b"\r\n")
             return s.recv(65536)
 
@@ -77,11 +73,11 @@ class RedisServer:
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within `timeout`."""
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` (scaled)."""
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(timeout)
+            process.wait(scaled(timeout))
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait(timeout)
+            process.wait(scaled(timeout))

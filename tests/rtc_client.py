@@ -30,6 +30,7 @@ from aiortc.rtp import (
     is_rtcp,
 )
 from media import KEYFRAME_INTERVAL, LoopedPacketTrack, opus_clip, video_clip
+from timing import scaled
 
 from kaamos_sfu.rtc_bridge import close_peer_connection, new_peer_connection
 from kaamos_sfu.rtc_bridge.consent import keep_consent
@@ -156,8 +157,9 @@ class RtcClient:
     async def wait_for(
         self, predicate: Any, timeout: float = 10.0, start: int = 0
     ) -> dict[str, Any]:
-        """The first message (from index `start`) matching `predicate`."""
-        deadline = time.monotonic() + timeout
+        """The first message (from index `start`) matching `predicate`, within `timeout`
+        seconds (scaled: tests/timing.py)."""
+        deadline = time.monotonic() + scaled(timeout)
         index = start
         while True:
             while index < len(self.messages):
@@ -356,8 +358,9 @@ class RtcClient:
         await self._wait_received(key, "packets", packets, timeout)
 
     async def _wait_received(self, key: TrackKey, counter: str, count: int, timeout: float) -> None:
-        """Until the m-line carrying `key` has counted `count` decoded frames or packets."""
-        deadline = time.monotonic() + timeout
+        """Until the m-line carrying `key` has counted `count` decoded frames or packets,
+        within `timeout` seconds (scaled: tests/timing.py)."""
+        deadline = time.monotonic() + scaled(timeout)
         while time.monotonic() < deadline:
             mid = self.mid_of(key)
             if mid is not None and getattr(self.received[mid], counter) >= count:

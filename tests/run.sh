@@ -3,7 +3,7 @@
 #
 # On Debian as root it installs the system packages (chromium and firefox-esr for the
 # browser tests, coturn for the TURN test), makes a virtualenv in .venv with the project
-# and its test extras, installs the pinned Firefox driver (tests/firefox, npm ci:
+# and its test extras, installs the pinned Firefox driver (tests/browser/firefox, npm ci:
 # puppeteer-core, no browser download), and runs pytest inside a private network
 # namespace, so no test packet can leave the machine. Without root it skips apt-get and the
 # namespace (install the browsers and coturn yourself); everything else is the same.
@@ -34,10 +34,11 @@ fi
 echo "==> pip install -e .[test,bench]"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,bench]'
 
-lock=tests/firefox/package-lock.json
-if command -v npm >/dev/null && ! [ tests/firefox/node_modules/.package-lock.json -nt "$lock" ]; then
-    echo "==> npm ci in tests/firefox"
-    npm ci --prefix tests/firefox --no-audit --no-fund --loglevel=error
+driver=tests/browser/firefox
+lock=$driver/package-lock.json
+if command -v npm >/dev/null && ! [ "$driver/node_modules/.package-lock.json" -nt "$lock" ]; then
+    echo "==> npm ci in $driver"
+    npm ci --prefix "$driver" --no-audit --no-fund --loglevel=error
 fi
 
 # The namespace has loopback and one veth pair whose both ends stay inside it, with a

@@ -5,8 +5,8 @@ decoder thread per track) and its RTCRtpSender encodes (and polls every 20 ms wh
 An SFU needs neither: we replace each transceiver's receiver and sender by subclasses that
 tap RTP right after SRTP, before the jitter buffer, and write RTP straight to the DTLS
 transport. The internals used are pinned by the exact aiortc version in pyproject.toml and
-checked by `internals.check_internals()`, which tests/test_rtc_bridge.py runs so that an upgrade
-fails loudly instead of silently decoding again.
+checked by `internals.check_internals()`, which tests/integration/test_rtc_bridge.py runs
+so that an upgrade fails loudly instead of silently decoding again.
 """
 
 from .codecs import (
