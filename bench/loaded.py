@@ -1,6 +1,7 @@
 """Four people in a call on a machine that has no CPU to spare: nobody may be removed.
 
-A server process holds one room; four aiortc clients in this process join it, publishing
+A server process holds one room; four aiortc clients, each in a process of its own
+(bench/loaded_client.py, as each person has a device of their own), join it, publishing
 camera and microphone. Then busy loops (two per CPU, each its own process, each ending by
 itself after the given time) take the machine, so that the clients answer pings, ICE
 consent checks and media late, as a busy phone does. Nobody may be removed meanwhile.
@@ -13,6 +14,7 @@ still notice it within its media timeout.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -21,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-from rtc_client import RtcClient
+from timing import scaled
 
+from . import ROOT
 from .sfu_process import SfuProcess
 
 CLIENTS = 4
@@ -66,26 +69,67 @@ class LoadedResult:
         )
 
 
+class ClientProcess:
+    """A participant in a process of its own (bench/loaded_client.py), as last reported."""
+
+    def __init__(self, process: asyncio.subprocess.Process, name: str) -> None:
+        self.process = process
+        self.name = name
+        self.peer_id: str | None = None
+        self.packets: dict[str, int] = {}  # from each other participant
+        self.left: list[str] = []
+        self.close_code: int | None = None
+        self._reader = asyncio.ensure_future(self._read())
+
+    @classmethod
+    async def start(cls, url: str, room_id: str, name: str) -> ClientProcess:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.loaded_client",
+            url,
+            room_id,
+            name,
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        return cls(process, name)
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        while line := await self.process.stdout.readline():
+            status = json.loads(line)
+            self.peer_id = status["peer_id"]
+            self.packets, self.left = status["packets"], status["left"]
+            self.close_code = status["close_code"]
+
+    def vanish(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(b"vanish\n")
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+        self._reader.cancel()
+
+
 async def loaded(seconds: float, workdir: Path, busy_loops: int | None = None) -> LoadedResult:
     """Keep the call going under `busy_loops` busy processes (default: two per CPU) for
     `seconds`; the last 15 s of them, one client vanishes."""
     loops = busy_loops if busy_loops is not None else 2 * (os.cpu_count() or 1)
     result = LoadedResult(seconds=seconds, busy_loops=loops)
     server = SfuProcess(workdir)
-    clients: list[RtcClient] = []
+    clients: list[ClientProcess] = []
     burners: list[subprocess.Popen[bytes]] = []
     try:
         await server.start()
         async with aiohttp.ClientSession() as http:
             room_id = await server.create_room(http)
         for name in "ABCD"[:CLIENTS]:
-            client = RtcClient(server.url, room_id, name, decode=False)
-            clients.append(client)
-            assert (await client.join())["type"] == "joined"
-        for client in clients:
-            for other in clients:
-                if other is not client:
-                    await client.wait_packets((other.peer_id or "", "camera"), 5, timeout=20)
+            clients.append(await ClientProcess.start(server.url, room_id, name))
+        await _all_receiving(clients)
         burners = [
             subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(seconds)])  # noqa: ASYNC220
             for _ in range(loops)
@@ -97,18 +141,29 @@ async def loaded(seconds: float, workdir: Path, busy_loops: int | None = None) -
     finally:
         for burner in burners:
             burner.kill()
-        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
         server.stop()
     return result
 
 
-async def _watch(clients: list[RtcClient], seconds: float, result: LoadedResult) -> None:
+async def _all_receiving(clients: list[ClientProcess], timeout: float = 30.0) -> None:
+    """Until every client receives media from every other one."""
+    deadline = time.monotonic() + scaled(timeout)
+    while not all(
+        len([n for n in c.packets.values() if n >= 5]) == len(clients) - 1 for c in clients
+    ):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the call did not start: {[c.packets for c in clients]}")
+        await asyncio.sleep(0.2)
+
+
+async def _watch(clients: list[ClientProcess], seconds: float, result: LoadedResult) -> None:
     """Sample what each client receives every 10 s; make the last client vanish 15 s
     before the end and time its removal as the others see it."""
     keep, ghost = clients[:-1], clients[-1]
     started = time.monotonic()
     vanish_at = started + max(0.0, seconds - 15.0)
-    last = {c.name: _packets_from_others(c) for c in clients}
+    last = {c.name: dict(c.packets) for c in clients}
     next_sample = started + 10.0
     vanished_at: float | None = None
     while time.monotonic() < started + seconds:
@@ -118,22 +173,15 @@ async def _watch(clients: list[RtcClient], seconds: float, result: LoadedResult)
             ghost.vanish()
             vanished_at = now
         present = [c for c in keep if c.close_code is None]  # a removed one sees nothing
-        seen_gone = vanished_at is not None and all(_saw_leave(c, ghost.peer_id) for c in present)
+        seen_gone = vanished_at is not None and all(ghost.peer_id in c.left for c in present)
         if seen_gone and vanished_at is not None and result.vanished_removed_after is None:
             result.vanished_removed_after = now - vanished_at
         if now >= next_sample:
             for client in clients if vanished_at is None else keep:
-                packets = _packets_from_others(client)
-                rate = (packets - last[client.name]) / 10.0
+                before = last[client.name]  # per sender: one that left counts no more
+                got = sum(n - before[o] for o, n in client.packets.items() if o in before)
+                rate = got / 10.0
                 low = result.min_packets_per_second.get(client.name, rate)
                 result.min_packets_per_second[client.name] = min(low, rate)
-                last[client.name] = packets
+                last[client.name] = dict(client.packets)
             next_sample += 10.0
-
-
-def _packets_from_others(client: RtcClient) -> int:
-    return sum(r.packets for r in client.received.values())
-
-
-def _saw_leave(client: RtcClient, peer_id: str | None) -> bool:
-    return any(m == {"type": "peer-left", "peer_id": peer_id} for m in client.messages)
